@@ -1,0 +1,83 @@
+# Iliad Portal: developer entry points. `make help` lists them.
+# GNU make; recipe lines are indented with tabs.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+# The stamp's name carries a hash of the lock files' content: editing them re-installs.
+REQ_FILES := requirements.txt requirements-dev.txt
+REQ_HASH := $(shell cat $(REQ_FILES) 2>/dev/null | sha256sum | cut -c1-16)
+STAMP := $(VENV)/.installed-$(REQ_HASH)
+
+# Second test pass: the end-to-end tests on PostgreSQL + Redis (.ci/run starts both).
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/iliad
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/7
+
+.PHONY: help venv run test test-embedded test-stack check-services lint bench clean lock
+
+help: ## list the targets
+	@echo "Iliad Portal - make targets:"
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(firstword $(MAKEFILE_LIST)) \
+		| awk 'BEGIN {FS = ":.*## "}; {printf "  %-16s %s\n", $$1, $$2}'
+	@echo
+	@echo "Variables: PYTHON=$(PYTHON)  PORT, HOST, ILIAD_HOME (make run)"
+
+venv: $(STAMP) ## create .venv and install the pinned requirements (no-op when up to date)
+
+$(STAMP):
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+		echo "error: Python >= 3.11 is required, but PYTHON=$(PYTHON) is" \
+			"'$$($(PYTHON) --version 2>&1 || echo missing)'." >&2; \
+		echo "       Run e.g. 'make PYTHON=python3.11 $(MAKECMDGOALS)'." >&2; \
+		exit 1; }
+	@if [ -x $(VPY) ] && ! $(VPY) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then \
+		echo "error: $(VENV) uses '$$($(VPY) --version 2>&1)'; Python >= 3.11 is required." \
+			"Remove $(VENV) and run make again." >&2; \
+		exit 1; fi
+	@[ -x $(VPY) ] || { echo "creating $(VENV) with $$($(PYTHON) --version)"; $(PYTHON) -m venv $(VENV); }
+	$(VPY) -m pip install --quiet --upgrade pip
+	$(VPY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+run: venv ## start the portal with embedded Redis, a worker and uvicorn (PORT=8000 ILIAD_HOME=var)
+	exec $(VPY) -m iliad_portal.embedded
+
+test: venv ## ruff, the whole suite (SQLite + embedded Redis), then the e2e tests on PostgreSQL + Redis
+	$(VENV)/bin/ruff check .
+	$(MAKE) --no-print-directory test-embedded
+	$(MAKE) --no-print-directory test-stack
+
+test-embedded: venv ## the whole test suite on SQLite + an embedded Redis-protocol server
+	$(VPY) -m pytest
+
+test-stack: venv check-services ## the e2e tests on PostgreSQL + Redis (TEST_DATABASE_URL, TEST_REDIS_URL)
+	ILIAD_TEST_STACK=postgres DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
+		$(VPY) -m pytest -m e2e
+
+check-services: venv ## fail loudly unless PostgreSQL and Redis answer (never skip)
+	$(VPY) -m iliad_portal.embedded check-services $(TEST_DATABASE_URL) $(TEST_REDIS_URL)
+
+lint: venv ## ruff check
+	$(VENV)/bin/ruff check .
+
+bench: venv ## orchestration benchmark (bench/orchestration.py)
+	$(VPY) -m bench.orchestration
+
+clean: ## remove var/, caches and test leftovers (keeps .venv)
+	rm -rf var/ staticfiles/ bench/out/ .pytest_cache/ .ruff_cache/
+	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +
+
+lock: ## regenerate requirements*.txt from requirements*.in (pip-tools in a throwaway venv under /tmp)
+	@set -e; tmp=$$(mktemp -d /tmp/iliad-lock.XXXXXX); trap 'rm -rf "$$tmp"' EXIT; \
+	$(PYTHON) -m venv "$$tmp/venv"; \
+	"$$tmp/venv/bin/pip" install --quiet pip-tools; \
+	export CUSTOM_COMPILE_COMMAND="make lock"; \
+	opts="--quiet --strip-extras --allow-unsafe --no-emit-index-url --no-emit-find-links"; \
+	"$$tmp/venv/bin/pip-compile" $$opts -o requirements.txt requirements.in; \
+	"$$tmp/venv/bin/pip-compile" $$opts -o requirements-dev.txt requirements-dev.in; \
+	{ echo "-c requirements.txt"; grep -vx -- '-c requirements.txt' requirements-dev.txt; } > "$$tmp/dev.txt"; \
+	mv "$$tmp/dev.txt" requirements-dev.txt

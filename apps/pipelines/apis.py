@@ -1,0 +1,127 @@
+"""Pipeline API: create, read, update (new version when the document changes), validate."""
+
+from django.http import Http404
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.pipelines.selectors import pipeline_get, pipelines_visible_to
+from apps.pipelines.serializers import (
+    DocumentSerializer,
+    PipelineInvalidSerializer,
+    PipelineSerializer,
+    PipelineVersionSerializer,
+    PipelineWriteSerializer,
+    ValidationResultSerializer,
+)
+from apps.pipelines.services import (
+    PipelineInvalid,
+    pipeline_create,
+    pipeline_delete,
+    pipeline_document_issues,
+    pipeline_update,
+)
+
+
+def invalid_response(error: PipelineInvalid) -> Response:
+    return Response(
+        {"detail": f"the pipeline document has {len(error.issues)} problem(s)", "errors": error.issues},
+        status=status.HTTP_400_BAD_REQUEST,
+    )
+
+
+def get_visible_pipeline(request, pipeline_id: int):
+    pipeline = pipeline_get(user=request.user, pipeline_id=pipeline_id)
+    if pipeline is None:
+        raise Http404("no such pipeline")
+    return pipeline
+
+
+class PipelineListApi(APIView):
+    @extend_schema(responses=PipelineSerializer(many=True))
+    def get(self, request):
+        paginator = LimitOffsetPagination()
+        page = paginator.paginate_queryset(pipelines_visible_to(user=request.user), request, view=self)
+        return paginator.get_paginated_response(PipelineSerializer(page, many=True).data)
+
+    @extend_schema(request=PipelineWriteSerializer, responses={201: PipelineSerializer,
+                                                                400: PipelineInvalidSerializer})
+    def post(self, request):
+        data = PipelineWriteSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            pipeline = pipeline_create(
+                owner=request.user,
+                name=data.validated_data["name"],
+                description=data.validated_data["description"],
+                document=data.validated_data["document"],
+            )
+        except PipelineInvalid as error:
+            return invalid_response(error)
+        return Response(PipelineSerializer(pipeline).data, status=status.HTTP_201_CREATED)
+
+
+class PipelineDetailApi(APIView):
+    @extend_schema(responses=PipelineSerializer)
+    def get(self, request, pipeline_id: int):
+        return Response(PipelineSerializer(get_visible_pipeline(request, pipeline_id)).data)
+
+    @extend_schema(request=PipelineWriteSerializer, responses={200: PipelineSerializer,
+                                                               400: PipelineInvalidSerializer})
+    def put(self, request, pipeline_id: int):
+        return self._update(request, pipeline_id, partial=False)
+
+    @extend_schema(request=PipelineWriteSerializer, responses={200: PipelineSerializer,
+                                                               400: PipelineInvalidSerializer})
+    def patch(self, request, pipeline_id: int):
+        return self._update(request, pipeline_id, partial=True)
+
+    def _update(self, request, pipeline_id: int, *, partial: bool):
+        pipeline = get_visible_pipeline(request, pipeline_id)
+        data = PipelineWriteSerializer(data=request.data, partial=partial)
+        data.is_valid(raise_exception=True)
+        fields = data.validated_data
+        try:
+            pipeline = pipeline_update(
+                pipeline=pipeline,
+                user=request.user,
+                name=fields.get("name"),
+                description=fields.get("description") if "description" in request.data else None,
+                document=fields.get("document"),
+                message=fields.get("message", ""),
+            )
+        except PipelineInvalid as error:
+            return invalid_response(error)
+        return Response(PipelineSerializer(pipeline).data)
+
+    def delete(self, request, pipeline_id: int):
+        pipeline_delete(pipeline=get_visible_pipeline(request, pipeline_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class PipelineVersionListApi(APIView):
+    @extend_schema(responses=PipelineVersionSerializer(many=True))
+    def get(self, request, pipeline_id: int):
+        pipeline = get_visible_pipeline(request, pipeline_id)
+        return Response(PipelineVersionSerializer(pipeline.versions.all(), many=True).data)
+
+
+class PipelineVersionDetailApi(APIView):
+    @extend_schema(responses=PipelineVersionSerializer)
+    def get(self, request, pipeline_id: int, number: int):
+        pipeline = get_visible_pipeline(request, pipeline_id)
+        version = pipeline.versions.filter(number=number).first()
+        if version is None:
+            raise Http404(f"pipeline {pipeline_id} has no version {number}")
+        return Response(PipelineVersionSerializer(version).data)
+
+
+class PipelineValidateApi(APIView):
+    @extend_schema(request=DocumentSerializer, responses=ValidationResultSerializer)
+    def post(self, request):
+        data = DocumentSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        issues = pipeline_document_issues(document=data.validated_data["document"])
+        return Response({"valid": not issues, "errors": issues})

@@ -1,0 +1,35 @@
+"""Pipelines and their versions. A version's document never changes once saved."""
+
+from django.conf import settings
+from django.db import models
+
+
+class Pipeline(models.Model):
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="pipelines")
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    latest_version = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class PipelineVersion(models.Model):
+    pipeline = models.ForeignKey(Pipeline, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    document = models.JSONField()
+    message = models.CharField(max_length=500, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["pipeline", "number"], name="unique_pipeline_version")]
+        ordering = ["-number"]
+
+    def __str__(self) -> str:
+        return f"{self.pipeline} v{self.number}"

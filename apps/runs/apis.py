@@ -1,0 +1,141 @@
+"""Run API: start a run of a pipeline, follow it, cancel it, read its events, download artifacts."""
+
+from django.conf import settings
+from django.db.models import Prefetch
+from django.http import FileResponse, Http404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import ValidationError
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.pipelines.apis import get_visible_pipeline, invalid_response
+from apps.pipelines.serializers import PipelineInvalidSerializer
+from apps.pipelines.services import PipelineInvalid
+from apps.runs.models import Artifact, Run, RunState
+from apps.runs.selectors import run_events, run_get, runs_visible_to
+from apps.runs.serializers import RunCreateSerializer, RunDetailSerializer, RunSerializer
+from apps.runs.services import RunRejected, run_cancel, run_submit
+from blocks.manifest import ManifestError, path_from_uri
+
+
+def get_visible_run(request, run_id: int) -> Run:
+    run = run_get(user=request.user, run_id=run_id)
+    if run is None:
+        raise Http404("no such run")
+    return run
+
+
+def run_detail_data(run: Run) -> dict:
+    run = (
+        Run.objects.select_related("owner")
+        .prefetch_related("steps", Prefetch("artifacts", queryset=Artifact.objects.select_related("step")))
+        .get(pk=run.pk)
+    )
+    return RunDetailSerializer(run).data
+
+
+def _paginated_runs(request, view, queryset):
+    state = request.query_params.get("state")
+    if state:
+        if state not in RunState.values:
+            raise ValidationError({"state": f"unknown state {state!r}; one of {', '.join(RunState.values)}"})
+        queryset = queryset.filter(state=state)
+    paginator = LimitOffsetPagination()
+    page = paginator.paginate_queryset(queryset.select_related("owner"), request, view=view)
+    return paginator.get_paginated_response(RunSerializer(page, many=True).data)
+
+
+class PipelineRunsApi(APIView):
+    @extend_schema(responses=RunSerializer(many=True))
+    def get(self, request, pipeline_id: int):
+        pipeline = get_visible_pipeline(request, pipeline_id)
+        return _paginated_runs(request, self, runs_visible_to(user=request.user).filter(pipeline=pipeline))
+
+    @extend_schema(request=RunCreateSerializer, responses={201: RunDetailSerializer,
+                                                          400: PipelineInvalidSerializer})
+    def post(self, request, pipeline_id: int):
+        pipeline = get_visible_pipeline(request, pipeline_id)
+        data = RunCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            run = run_submit(
+                pipeline=pipeline,
+                user=request.user,
+                version=data.validated_data.get("version"),
+                target=data.validated_data["target"],
+            )
+        except PipelineInvalid as error:
+            return invalid_response(error)
+        except RunRejected as error:
+            raise ValidationError({"detail": str(error)}) from error
+        return Response(run_detail_data(run), status=status.HTTP_201_CREATED)
+
+
+class RunListApi(APIView):
+    @extend_schema(
+        responses=RunSerializer(many=True),
+        parameters=[OpenApiParameter("state", str, description="Only runs in this state.")],
+    )
+    def get(self, request):
+        return _paginated_runs(request, self, runs_visible_to(user=request.user))
+
+
+class RunDetailApi(APIView):
+    @extend_schema(responses=RunDetailSerializer)
+    def get(self, request, run_id: int):
+        return Response(run_detail_data(get_visible_run(request, run_id)))
+
+
+class RunCancelApi(APIView):
+    @extend_schema(request=None, responses={200: RunDetailSerializer})
+    def post(self, request, run_id: int):
+        run = get_visible_run(request, run_id)
+        try:
+            run = run_cancel(run=run)
+        except RunRejected as error:
+            return Response({"detail": str(error)}, status=status.HTTP_409_CONFLICT)
+        return Response(run_detail_data(run))
+
+
+class RunEventsApi(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("after", int, description="Only events with a sequence number above this."),
+            OpenApiParameter("limit", int, description="At most this many (≤ 1000)."),
+        ],
+        responses=OpenApiTypes.OBJECT,
+    )
+    def get(self, request, run_id: int):
+        run = get_visible_run(request, run_id)
+        try:
+            after = int(request.query_params.get("after", 0))
+            limit = int(request.query_params.get("limit", 1000))
+        except ValueError:
+            raise ValidationError({"detail": "after and limit must be integers"}) from None
+        events = [event.as_dict() for event in run_events(run_id=run.pk, after=after, limit=limit)]
+        return Response({"run": run.pk, "state": run.state, "last_seq": run.last_event_seq, "events": events})
+
+
+class ArtifactDownloadApi(APIView):
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
+    def get(self, request, run_id: int, artifact_id: int):
+        run = get_visible_run(request, run_id)
+        artifact = Artifact.objects.select_related("step").filter(run=run, pk=artifact_id).first()
+        if artifact is None:
+            raise Http404("no such artifact in this run")
+        try:
+            path = path_from_uri(artifact.uri).resolve()
+        except ManifestError:
+            raise Http404("artifact is not stored locally") from None
+        if not path.is_relative_to(settings.ILIAD_ARTIFACT_ROOT) or not path.is_file():
+            raise Http404("artifact file is missing")
+        inline = request.query_params.get("inline") == "1"
+        return FileResponse(
+            open(path, "rb"),  # noqa: SIM115 - FileResponse closes it
+            as_attachment=not inline,
+            filename=artifact.filename,
+            content_type=artifact.media_type,
+        )

@@ -1,0 +1,330 @@
+"""Writes for runs: submit, execute a step, finish a step, cancel, re-dispatch lost steps.
+
+Every state change is a conditional UPDATE (``filter(state=...).update(...)``) and acts only if it
+changed a row, so a task delivered twice runs its block once and a step is never lost. Step
+completions of one run are serialised on the run row so that a step with two upstream branches is
+queued exactly once, by whichever branch finishes last.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import OperationalError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from apps.catalog.selectors import catalog_specs
+from apps.pipelines.models import Pipeline
+from apps.pipelines.selectors import pipeline_version_get
+from apps.pipelines.services import PipelineInvalid, pipeline_document_issues
+from apps.runs.events import NewEvent, StepEventSink, events_append
+from apps.runs.models import (
+    RUN_FINISHED,
+    Artifact,
+    Run,
+    RunEvent,
+    RunState,
+    StepRun,
+    StepState,
+)
+from blocks.manifest import InputRef, ResultManifest, StepManifest, uri_from_path
+from blocks.runner import run_step
+from engine import PipelineGraph, parse_document
+
+logger = logging.getLogger(__name__)
+
+TARGETS = ("celery",)
+"""Compute targets a run may ask for. Each has a dispatcher below."""
+
+ACTIVE_STEP_STATES = (StepState.PENDING, StepState.QUEUED, StepState.RUNNING)
+CANCEL_CHECK_INTERVAL_S = 1.0
+FINISH_ATTEMPTS = 5
+
+
+class RunRejected(Exception):
+    """A run cannot be created or changed as asked; the message says why."""
+
+
+def _state_event(state: str, node_id: str = "", **extra: Any) -> NewEvent:
+    return (RunEvent.Kind.STATE, node_id, {"state": state, **extra})
+
+
+_graphs: dict[tuple[int, object], PipelineGraph] = {}
+
+
+def run_graph(run: Run) -> PipelineGraph:
+    """The run's pipeline graph; snapshots never change, so it is parsed once per process."""
+    key = (run.pk, run.created_at)
+    graph = _graphs.get(key)
+    if graph is None:
+        if len(_graphs) >= 256:
+            _graphs.clear()
+        graph = _graphs[key] = PipelineGraph.from_document(parse_document(run.snapshot["document"]))
+    return graph
+
+
+def _queue(run: Run, node_ids: Iterable[str]) -> list[NewEvent]:
+    """Move these pending steps to queued and dispatch them after commit; returns their events."""
+    node_ids = list(node_ids)
+    if not node_ids:
+        return []
+    step_ids = list(
+        StepRun.objects.filter(run=run, node_id__in=node_ids, state=StepState.PENDING).values_list("id", flat=True)
+    )
+    StepRun.objects.filter(id__in=step_ids, state=StepState.PENDING).update(
+        state=StepState.QUEUED, queued_at=timezone.now()
+    )
+    target = run.target
+    transaction.on_commit(lambda: dispatch_steps(step_ids, target=target))
+    return [_state_event(StepState.QUEUED, node_id) for node_id in node_ids]
+
+
+def dispatch_steps(step_ids: list[int], *, target: str) -> None:
+    """Hand queued steps to the compute target. A failed send is logged; the requeue job retries it."""
+    from apps.runs.tasks import execute_step
+
+    for step_id in step_ids:
+        try:
+            execute_step.apply_async(args=[step_id])
+        except Exception:
+            logger.exception("could not dispatch step %s to %s; it stays queued for re-dispatch", step_id, target)
+
+
+@transaction.atomic
+def run_submit(*, pipeline: Pipeline, user, version: int | None = None, target: str = "celery") -> Run:
+    """Freeze a pipeline version into a run and dispatch its first steps once committed.
+
+    Raises RunRejected for an unknown version or target, PipelineInvalid when the document no longer
+    validates against the catalog (e.g. a block version was removed).
+    """
+    if target not in TARGETS:
+        raise RunRejected(f"unknown compute target {target!r}; known targets: {', '.join(TARGETS)}")
+    pipeline_version = pipeline_version_get(pipeline=pipeline, number=version)
+    if pipeline_version is None:
+        raise RunRejected(f"pipeline {pipeline.pk} has no version {version}")
+    issues = pipeline_document_issues(document=pipeline_version.document)
+    if issues:
+        raise PipelineInvalid(issues)
+    document = parse_document(pipeline_version.document)
+    specs = catalog_specs()
+    run = Run.objects.create(
+        owner=user,
+        pipeline=pipeline,
+        pipeline_version=pipeline_version.number,
+        pipeline_name=pipeline.name,
+        target=target,
+        snapshot={
+            "document": pipeline_version.document,
+            "blocks": {f"{node.block}@{node.version}": specs[node.block][node.version] for node in document.nodes},
+        },
+    )
+    StepRun.objects.bulk_create(
+        StepRun(run=run, node_id=node.id, block_id=node.block, block_version=node.version, params=node.params)
+        for node in document.nodes
+    )
+    graph = PipelineGraph.from_document(document)
+    ready = graph.ready({node_id: StepState.PENDING for node_id in graph.nodes})
+    events = [_state_event(RunState.QUEUED, pipeline_version=pipeline_version.number)]
+    events += _queue(run, ready)
+    events_append(run_id=run.pk, events=events)
+    return run
+
+
+def _claim(step_id: int, worker: str) -> StepRun | None:
+    """Queued → running, exactly once. None when another delivery got there first (or it was cancelled)."""
+    now = timezone.now()
+    with transaction.atomic():
+        claimed = StepRun.objects.filter(pk=step_id, state=StepState.QUEUED).update(
+            state=StepState.RUNNING, started_at=now, attempts=F("attempts") + 1, worker=worker[:200]
+        )
+        if not claimed:
+            return None
+        step = StepRun.objects.select_related("run").get(pk=step_id)
+        Run.objects.filter(pk=step.run_id, state=RunState.QUEUED).update(state=RunState.RUNNING, started_at=now)
+        events_append(run_id=step.run_id, events=[_state_event(StepState.RUNNING, step.node_id, worker=worker)])
+    return step
+
+
+def step_manifest(step: StepRun) -> StepManifest:
+    """The step manifest of a claimed step: its inputs are the artifacts of its upstream steps."""
+    graph = run_graph(step.run)
+    incoming = graph.incoming(step.node_id)
+    artifacts = {
+        (node_id, port): (uri, kind)
+        for node_id, port, uri, kind in Artifact.objects.filter(
+            run_id=step.run_id, step__node_id__in={edge.source for edge in incoming}
+        ).values_list("step__node_id", "port", "uri", "type")
+    }
+    inputs = {}
+    for edge in incoming:
+        uri, kind = artifacts[(edge.source, edge.source_port)]
+        inputs[edge.target_port] = InputRef(uri=uri, type=kind)
+    output_dir = settings.ILIAD_ARTIFACT_ROOT / "runs" / str(step.run_id) / step.node_id
+    return StepManifest(
+        run_id=str(step.run_id),
+        step_id=step.node_id,
+        block_id=step.block_id,
+        block_version=step.block_version,
+        params=step.params,
+        inputs=inputs,
+        output_dir=uri_from_path(output_dir),
+    )
+
+
+def _cancel_checker(run_id: int):
+    last_check = [float("-inf"), False]
+
+    def cancel_requested() -> bool:
+        now = time.monotonic()
+        if not last_check[1] and now - last_check[0] >= CANCEL_CHECK_INTERVAL_S:
+            last_check[0] = now
+            last_check[1] = Run.objects.filter(pk=run_id, state=RunState.CANCELLED).exists()
+        return last_check[1]
+
+    return cancel_requested
+
+
+def step_execute(*, step_id: int, worker: str = "") -> bool:
+    """Claim a queued step, run its block in this process and record the outcome.
+
+    Returns False (and does nothing) when the step was not queued: a duplicate delivery, a retry of
+    a step that already ran, or a step of a cancelled run.
+    """
+    step = _claim(step_id, worker)
+    if step is None:
+        return False
+    sink = StepEventSink(run_id=step.run_id, node_id=step.node_id)
+    try:
+        manifest = step_manifest(step)
+        result = run_step(manifest, emit=sink, cancel_requested=_cancel_checker(step.run_id))
+    except Exception as error:  # the portal's side of running failed; the step must still end
+        logger.exception("step %s could not be run", step_id)
+        result = ResultManifest(
+            run_id=str(step.run_id), step_id=step.node_id, block_id=step.block_id,
+            block_version=step.block_version, ok=False,
+            error={"type": type(error).__name__, "message": str(error), "traceback": ""},
+        )
+    sink.flush()
+    for attempt in range(1, FINISH_ATTEMPTS + 1):
+        try:
+            step_finish(step=step, result=result)
+            break
+        except OperationalError:
+            # The block's outputs are on disk: retry recording them instead of running it again.
+            if attempt == FINISH_ATTEMPTS:
+                raise
+            logger.warning("recording step %s failed (attempt %s); retrying", step_id, attempt, exc_info=True)
+            time.sleep(0.2 * 2**attempt)
+    return True
+
+
+@transaction.atomic
+def step_finish(*, step: StepRun, result: ResultManifest) -> None:
+    """Record a claimed step's outcome, queue what became ready, skip what can no longer run."""
+    run = Run.objects.select_for_update().get(pk=step.run_id)
+    if result.ok:
+        state = StepState.SUCCEEDED
+    elif (result.error or {}).get("type") == "cancelled":
+        state = StepState.CANCELLED
+    else:
+        state = StepState.FAILED
+    now = timezone.now()
+    changed = StepRun.objects.filter(pk=step.pk, state=StepState.RUNNING).update(
+        state=state, finished_at=now, error=result.error
+    )
+    if not changed:
+        return
+    Artifact.objects.bulk_create(
+        Artifact(run=run, step_id=step.pk, port=record.port, uri=record.uri, type=record.type,
+                 media_type=record.media_type, sha256=record.sha256, size=record.size)
+        for record in result.artifacts
+    )
+    extra = {"duration_s": result.duration_s}
+    if result.error:
+        extra["error"] = {"type": result.error.get("type"), "message": result.error.get("message")}
+    events = [_state_event(state, step.node_id, **extra)]
+    graph = run_graph(run)
+    if state == StepState.SUCCEEDED and run.state != RunState.CANCELLED:
+        candidates = graph.downstream(step.node_id)
+        involved = set(candidates).union(*(graph.upstream(node_id) for node_id in candidates))
+        states = dict(StepRun.objects.filter(run=run, node_id__in=involved).values_list("node_id", "state"))
+        events += _queue(run, [node_id for node_id in graph.ready(states) if node_id in candidates])
+    elif state == StepState.FAILED:
+        skipped = list(
+            StepRun.objects.filter(
+                run=run, node_id__in=graph.descendants(step.node_id), state=StepState.PENDING
+            ).values_list("node_id", flat=True)
+        )
+        StepRun.objects.filter(run=run, node_id__in=skipped, state=StepState.PENDING).update(
+            state=StepState.SKIPPED, finished_at=now
+        )
+        events += [_state_event(StepState.SKIPPED, node_id, reason=f"{step.node_id} failed") for node_id in skipped]
+    events += _run_finish_if_done(run, now)
+    events_append(run_id=run.pk, events=events)
+
+
+def _run_finish_if_done(run: Run, now) -> list[NewEvent]:
+    """Close the run once no step can change any more; returns the run's state event if it closed."""
+    if StepRun.objects.filter(run=run, state__in=ACTIVE_STEP_STATES).exists():
+        return []
+    if run.state == RunState.CANCELLED:
+        final = RunState.CANCELLED
+    elif StepRun.objects.filter(run=run, state=StepState.FAILED).exists():
+        final = RunState.FAILED
+    else:
+        final = RunState.SUCCEEDED
+    Run.objects.filter(pk=run.pk).update(state=final, finished_at=now)
+    return [_state_event(final)]
+
+
+@transaction.atomic
+def run_cancel(*, run: Run) -> Run:
+    """Cancel a run: waiting steps are cancelled now, running ones stop at their next progress report."""
+    run = Run.objects.select_for_update().get(pk=run.pk)
+    if run.state in RUN_FINISHED:
+        raise RunRejected(f"run {run.pk} has already finished ({run.state})")
+    now = timezone.now()
+    waiting = list(
+        StepRun.objects.filter(run=run, state__in=(StepState.PENDING, StepState.QUEUED)).values_list(
+            "node_id", flat=True
+        )
+    )
+    StepRun.objects.filter(run=run, node_id__in=waiting, state__in=(StepState.PENDING, StepState.QUEUED)).update(
+        state=StepState.CANCELLED, finished_at=now
+    )
+    run.state = RunState.CANCELLED
+    events = [_state_event(StepState.CANCELLED, node_id) for node_id in waiting]
+    events.append(_state_event(RunState.CANCELLED))
+    if not StepRun.objects.filter(run=run, state=StepState.RUNNING).exists():
+        run.finished_at = now
+    run.save(update_fields=["state", "finished_at"])
+    events_append(run_id=run.pk, events=events)
+    return run
+
+
+def steps_requeue_lost(*, older_than: timedelta) -> int:
+    """Dispatch again the steps queued longer than ``older_than`` (a lost message, a broker outage).
+
+    Safe because claiming is exactly-once: if the first message was merely slow, the second one
+    finds the step running and does nothing. Returns how many steps were re-dispatched.
+    """
+    cutoff = timezone.now() - older_than
+    by_target: dict[str, list[int]] = {}
+    with transaction.atomic():
+        lost = list(
+            StepRun.objects.filter(state=StepState.QUEUED, queued_at__lt=cutoff).values_list("id", "run__target")
+        )
+        StepRun.objects.filter(id__in=[step_id for step_id, _ in lost], state=StepState.QUEUED).update(
+            queued_at=timezone.now()
+        )
+    for step_id, target in lost:
+        by_target.setdefault(target, []).append(step_id)
+    for target, step_ids in by_target.items():
+        dispatch_steps(step_ids, target=target)
+    return len(lost)

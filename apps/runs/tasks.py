@@ -1,0 +1,27 @@
+"""Celery tasks: thin wrappers that take ids, call one service and own their retry policy."""
+
+from datetime import timedelta
+
+from celery import shared_task
+from django.conf import settings
+from django.db import InterfaceError, OperationalError
+
+from apps.runs.services import step_execute, steps_requeue_lost
+
+
+@shared_task(
+    name="runs.execute_step",
+    bind=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=True,
+    max_retries=5,
+)
+def execute_step(self, step_id: int) -> bool:
+    """Run one step. Safe to deliver twice: only the delivery that claims the step runs it."""
+    return step_execute(step_id=step_id, worker=self.request.hostname or "")
+
+
+@shared_task(name="runs.requeue_lost_steps")
+def requeue_lost_steps() -> int:
+    """Periodic (celery beat): re-dispatch steps whose queue message seems lost."""
+    return steps_requeue_lost(older_than=timedelta(seconds=settings.ILIAD_REQUEUE_AFTER_S))

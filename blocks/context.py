@@ -1,0 +1,51 @@
+"""What a running block may use besides its inputs: progress, log and a scratch directory."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+Emit = Callable[[dict[str, Any]], None]
+
+PROGRESS_INTERVAL_S = 0.25
+"""Progress events closer together than this are dropped (except the last one, at 100 %)."""
+
+
+class StepCancelled(Exception):
+    """Raised inside a block when its run was cancelled; the runner records the step as cancelled."""
+
+
+class StepContext:
+    """Handed to every block function as its first argument."""
+
+    def __init__(
+        self,
+        *,
+        scratch_dir: Path,
+        emit: Emit | None = None,
+        cancel_requested: Callable[[], bool] | None = None,
+    ) -> None:
+        self.scratch_dir = Path(scratch_dir)
+        self._emit = emit or (lambda event: None)
+        self._cancel_requested = cancel_requested or (lambda: False)
+        self._last_progress_at = float("-inf")
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        """Report how far the block is, ``fraction`` in [0, 1]; raises StepCancelled if cancelled."""
+        fraction = min(max(float(fraction), 0.0), 1.0)
+        now = time.monotonic()
+        if fraction >= 1.0 or now - self._last_progress_at >= PROGRESS_INTERVAL_S:
+            self._last_progress_at = now
+            self._emit({"kind": "progress", "fraction": round(fraction, 4), "message": message})
+            self.raise_if_cancelled()
+
+    def log(self, message: str, level: str = "info") -> None:
+        """Write a line to the step's log, which users read live on the run page."""
+        self._emit({"kind": "log", "level": level, "message": str(message)})
+
+    def raise_if_cancelled(self) -> None:
+        """Long loops call this between iterations so a cancelled run stops promptly."""
+        if self._cancel_requested():
+            raise StepCancelled("the run was cancelled")

@@ -1,0 +1,103 @@
+"""Port types: how an artifact of each type is written to a file and opened again.
+
+A port's ``type`` names one of :data:`PORT_TYPES`. Two ports can be connected when the output's type
+equals the input's type, or the input accepts ``any``. Blocks receive opened objects and return
+objects; only this module knows file formats, so a block never touches paths of other steps.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class PortType:
+    """A named artifact type: media type, file extension, and how to save and open it."""
+
+    name: str
+    title: str
+    media_type: str
+    extension: str
+    save: Callable[[Any, Path], None]
+    open: Callable[[Path], Any]
+
+
+def _save_dataset(value: Any, path: Path) -> None:
+    import xarray
+
+    if not isinstance(value, xarray.Dataset):
+        raise TypeError(f"expected an xarray.Dataset, got {type(value).__name__}")
+    value.to_netcdf(path, engine="netcdf4")
+
+
+def _open_dataset(path: Path) -> Any:
+    import xarray
+
+    # Lazy: variables are read from disk only when a block touches them.
+    return xarray.open_dataset(path, engine="netcdf4")
+
+
+def _save_table(value: Any, path: Path) -> None:
+    import pandas
+
+    if not isinstance(value, pandas.DataFrame):
+        raise TypeError(f"expected a pandas.DataFrame, got {type(value).__name__}")
+    value.to_csv(path, index=False)
+
+
+def _open_table(path: Path) -> Any:
+    import pandas
+
+    return pandas.read_csv(path)
+
+
+def _save_figure(value: Any, path: Path) -> None:
+    if hasattr(value, "to_plotly_json"):
+        text = value.to_json()
+    elif isinstance(value, dict) and "data" in value:
+        text = json.dumps(value)
+    else:
+        raise TypeError(f"expected a plotly figure, got {type(value).__name__}")
+    path.write_text(text, encoding="utf-8")
+
+
+def _open_figure(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _save_json(value: Any, path: Path) -> None:
+    path.write_text(json.dumps(value, indent=2, sort_keys=True, default=str), encoding="utf-8")
+
+
+def _open_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+PORT_TYPES: dict[str, PortType] = {
+    port_type.name: port_type
+    for port_type in (
+        PortType("dataset", "Gridded dataset (NetCDF)", "application/x-netcdf", ".nc",
+                 _save_dataset, _open_dataset),
+        PortType("table", "Table (CSV)", "text/csv", ".csv", _save_table, _open_table),
+        PortType("figure", "Figure (plotly)", "application/vnd.plotly.v1+json", ".plotly.json",
+                 _save_figure, _open_figure),
+        PortType("json", "JSON document", "application/json", ".json", _save_json, _open_json),
+    )
+}
+
+ANY = "any"
+"""An input port of type ``any`` accepts every type; the block receives the opened object."""
+
+
+def compatible(output_type: str, input_type: str) -> bool:
+    """Whether an output port of ``output_type`` may feed an input port of ``input_type``."""
+    return input_type == ANY or output_type == input_type
+
+
+def known_types() -> dict[str, Any]:
+    """Type names a port may declare (every registered type plus ``any`` for inputs)."""
+    return {**PORT_TYPES, ANY: None}

@@ -1,0 +1,18 @@
+"""URL routing: server-rendered pages, the REST API under /api/, its schema and docs."""
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+urlpatterns = [
+    path("", include("apps.accounts.urls")),
+    path("", include("apps.catalog.urls")),
+    path("", include("apps.pipelines.urls")),
+    path("", include("apps.runs.urls")),
+    path("api/", include("apps.catalog.api_urls")),
+    path("api/", include("apps.pipelines.api_urls")),
+    path("api/", include("apps.runs.api_urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,48 @@
+"""Blocks that exist only for the test suite (loaded through ILIAD_BLOCK_MODULES)."""
+
+import os
+from pathlib import Path
+
+from blocks.spec import Port, block
+
+
+@block(
+    id="testing.fail",
+    version="1.0.0",
+    title="Always fails",
+    category="utility",
+    inputs=(Port("dataset", "dataset"),),
+    outputs=(Port("dataset", "dataset"),),
+    parameters={"type": "object", "properties": {"message": {"type": "string", "default": "planned failure"}}},
+)
+def fail(ctx, inputs, params):
+    """Logs a line, then raises: for testing how failures travel through a run."""
+    ctx.log("about to fail")
+    raise RuntimeError(params["message"])
+
+
+@block(
+    id="testing.count_calls",
+    version="1.0.0",
+    title="Counts its executions",
+    category="utility",
+    outputs=(Port("result", "json"),),
+    parameters={
+        "type": "object",
+        "properties": {"marker": {"type": "string"}, "sleep_s": {"type": "number", "default": 0}},
+        "required": ["marker"],
+        "additionalProperties": False,
+    },
+)
+def count_calls(ctx, inputs, params):
+    """Appends one line (its pid) to the file ``marker`` per execution, then sleeps ``sleep_s``."""
+    import time
+
+    marker = Path(params["marker"])
+    with open(marker, "a") as handle:
+        handle.write(f"{os.getpid()}\n")
+    deadline = time.monotonic() + params["sleep_s"]
+    while time.monotonic() < deadline:
+        ctx.progress(1 - (deadline - time.monotonic()) / max(params["sleep_s"], 1e-9))
+        time.sleep(0.05)
+    return {"result": {"calls_file": str(marker)}}
