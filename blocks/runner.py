@@ -61,7 +61,9 @@ def with_defaults(schema: Mapping[str, Any], params: Mapping[str, Any]) -> dict[
 def validated_params(spec: BlockSpec, params: Mapping[str, Any]) -> dict[str, Any]:
     """Parameters with defaults, or BlockInputError listing every violation with its location."""
     filled = with_defaults(spec.parameters, params)
-    validator = jsonschema.Draft202012Validator(spec.parameters)
+    validator = jsonschema.Draft202012Validator(
+        spec.parameters, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    )
     problems = [
         f"params/{'/'.join(str(part) for part in error.absolute_path) or '(root)'}: {error.message}"
         for error in sorted(validator.iter_errors(filled), key=lambda error: list(error.absolute_path))
@@ -79,8 +81,11 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _open_inputs(spec: BlockSpec, manifest: StepManifest) -> dict[str, Any]:
-    opened: dict[str, Any] = {}
+def _open_inputs(spec: BlockSpec, manifest: StepManifest, opened: dict[str, Any]) -> None:
+    """Open the manifest's inputs into ``opened`` (filled as it goes, so the caller can close them)."""
+    unknown = sorted(set(manifest.inputs) - {port.name for port in spec.inputs})
+    if unknown:
+        raise BlockInputError(f"inputs {unknown} are not ports of {spec.id}@{spec.version}")
     for port in spec.inputs:
         ref = manifest.inputs.get(port.name)
         if ref is None:
@@ -93,10 +98,6 @@ def _open_inputs(spec: BlockSpec, manifest: StepManifest) -> dict[str, Any]:
                 f"input port {port.name!r} expects {port.type!r}, the artifact is {ref.type!r}"
             )
         opened[port.name] = port_type.open(path_from_uri(ref.uri))
-    unknown = sorted(set(manifest.inputs) - {port.name for port in spec.inputs})
-    if unknown:
-        raise BlockInputError(f"inputs {unknown} are not ports of {spec.id}@{spec.version}")
-    return opened
 
 
 def _save_outputs(
@@ -167,7 +168,7 @@ def run_step(
     try:
         block = registry.get(manifest.block_id, manifest.block_version)
         params = validated_params(block.spec, manifest.params)
-        inputs = _open_inputs(block.spec, manifest)
+        _open_inputs(block.spec, manifest, inputs)
         scratch_dir.mkdir(exist_ok=True)
         context = StepContext(scratch_dir=scratch_dir, emit=emit, cancel_requested=cancel_requested)
         outputs = block.function(context, inputs, params)

@@ -401,7 +401,9 @@ class _Validator:
             self.blocks[key] = _Block(
                 inputs={port["name"]: port for port in spec.get("inputs", ())},
                 outputs={port["name"]: port for port in spec.get("outputs", ())},
-                validator=jsonschema.Draft202012Validator(spec.get("parameters", {})),
+                validator=jsonschema.Draft202012Validator(
+                    spec.get("parameters", {}), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+                ),
             )
         return self.blocks[key]
 

@@ -31,6 +31,7 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -268,6 +269,34 @@ class RedisServer:
         self.stop()
 
 
+def _die_with_parent():
+    """A ``preexec_fn`` asking Linux to SIGTERM the child when this process dies, or None.
+
+    Children run in their own process groups, so if the launcher (or a test run) is SIGKILLed they
+    would be orphaned; PR_SET_PDEATHSIG turns that into a graceful SIGTERM. It fires when the
+    *thread* that forked exits and ``preexec_fn`` is only safe without other threads, so it is used
+    only in a single-threaded process (the launcher; typically the test runner). Otherwise the
+    pid file check in :func:`start_redis` / :func:`reap_stale_server` is the backstop.
+    """
+    if not sys.platform.startswith("linux") or threading.active_count() != 1:
+        return None
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before prctl: don't outlive it
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return preexec
+
+
 def _ping(host: str, port: int, timeout: float) -> bool:
     import redis
     from redis.backoff import NoBackoff
@@ -351,6 +380,7 @@ def _start_redis_once(binary: str, data_dir: Path, port: int) -> RedisServer:
             stderr=console,
             cwd=data_dir,
             process_group=0,
+            preexec_fn=_die_with_parent(),
             close_fds=True,
         )
     server = RedisServer(process=process, port=port, data_dir=data_dir)
@@ -416,7 +446,12 @@ class _Supervisor:
     # children -----------------------------------------------------------------------------
     def spawn(self, name: str, args: Sequence[str]) -> subprocess.Popen:
         process = subprocess.Popen(
-            list(args), cwd=REPO_ROOT, env=self.env, stdin=subprocess.DEVNULL, process_group=0
+            list(args),
+            cwd=REPO_ROOT,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            process_group=0,
+            preexec_fn=_die_with_parent(),
         )
         self.children.append((name, process))
         return process
@@ -526,7 +561,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     2. start the embedded Redis server on ``$ILIAD_HOME/redis`` unless ``REDIS_URL`` is set (then
        that server must answer PING); export ``REDIS_URL``/``CELERY_BROKER_URL`` to the children;
     3. run ``manage.py migrate``, ``collectstatic``, ``sync_catalog``, ``ensure_demo_user``;
-    4. start uvicorn (``iliad_portal.asgi:application``) and one Celery worker (prefork, 2);
+    4. start uvicorn (``iliad_portal.asgi:application``) and one Celery worker (prefork, 2
+       processes, with the beat scheduler embedded);
     5. supervise: a child exiting stops the rest (exit 1); SIGINT/SIGTERM/SIGHUP stop everything
        (SIGTERM, then SIGKILL after 10 s) and exit 0.
 
@@ -592,14 +628,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             "web",
             [
                 sys.executable, "-m", "uvicorn", "iliad_portal.asgi:application",
-                "--host", host, "--port", str(port), "--timeout-graceful-shutdown", "5",
+                "--host", host, "--port", str(port), "--lifespan", "off",
+                "--timeout-graceful-shutdown", "5",
             ],
         )  # fmt: skip
+        # One worker (prefork, 2 processes) with the beat scheduler embedded (-B), so the periodic
+        # tasks of CELERY_BEAT_SCHEDULE (requeue-lost-steps) also run in the single-machine mode;
+        # docker/compose.yaml runs beat as its own service instead.
         supervisor.spawn(
             "worker",
             [
                 sys.executable, "-m", "celery", "-A", "iliad_portal", "worker",
                 "--loglevel", "INFO", "--concurrency", "2",
+                "--beat", "--schedule", str(home / "celerybeat-schedule"),
             ],
         )  # fmt: skip
 

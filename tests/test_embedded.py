@@ -88,10 +88,14 @@ def test_reap_stale_server_stops_an_orphan(tmp_path):
         server.stop()
 
 
-def test_redis_is_not_hit_by_a_terminal_ctrl_c(tmp_path):
-    """The server runs in its own process group: SIGINT to ours does not reach it."""
+def test_redis_is_not_hit_by_a_terminal_ctrl_c_but_dies_with_its_parent(tmp_path):
+    """The server runs in its own process group: SIGINT to ours does not reach it.
+
+    When the process that started it dies without stopping it (SIGKILL), Linux SIGTERMs it.
+    """
     script = (
-        "import sys, time; from pathlib import Path; from iliad_portal import embedded\n"
+        "import signal, sys, time; from pathlib import Path; from iliad_portal import embedded\n"
+        "signal.signal(signal.SIGINT, lambda *_: print('SIGINT', flush=True))\n"
         "s = embedded.start_redis(Path(sys.argv[1]))\n"
         "print(s.process.pid, flush=True)\n"
         "time.sleep(60)\n"
@@ -105,15 +109,18 @@ def test_redis_is_not_hit_by_a_terminal_ctrl_c(tmp_path):
     )
     server_pid = int(child.stdout.readline())
     try:
-        os.killpg(child.pid, signal.SIGINT)
-        child.wait(10)
-        time.sleep(0.2)
+        os.killpg(child.pid, signal.SIGINT)  # what a terminal Ctrl-C does to the foreground group
+        assert child.stdout.readline().strip() == "SIGINT"
+        time.sleep(0.3)
         assert embedded._pid_alive(server_pid)
-    finally:
-        if child.poll() is None:
-            child.kill()
-        os.kill(server_pid, signal.SIGTERM)
+        child.kill()
+        child.wait(10)
         deadline = time.monotonic() + 10
         while embedded._pid_alive(server_pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-    assert not embedded._pid_alive(server_pid)
+        assert not embedded._pid_alive(server_pid), "the server must not outlive a killed parent"
+    finally:
+        if child.poll() is None:
+            child.kill()
+        if embedded._pid_alive(server_pid):
+            os.kill(server_pid, signal.SIGKILL)

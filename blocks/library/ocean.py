@@ -32,9 +32,9 @@ def _find_axis(dataset: xr.Dataset, kind: str) -> str | None:
 
 def _iso_times(times: Iterable[Any]) -> list[str]:
     """Dates (YYYY-MM-DD) when every time is at midnight, full ISO 8601 timestamps otherwise."""
-    times = list(times)
-    daily = all((t.hour, t.minute, t.second, t.microsecond) == (0, 0, 0, 0) for t in times)
-    return [t.strftime("%Y-%m-%d") if daily else t.isoformat() for t in times]
+    values = list(times)
+    daily = all((t.hour, t.minute, t.second, t.microsecond) == (0, 0, 0, 0) for t in values)
+    return [t.strftime("%Y-%m-%d") if daily else t.isoformat() for t in values]
 
 
 def _coverage(index: pd.Index) -> str:

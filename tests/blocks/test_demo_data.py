@@ -99,7 +99,8 @@ def test_values_are_in_realistic_ranges(default: xr.Dataset) -> None:
     assert 12.5 < float(monthly.min()) < 15.0 and float(monthly.idxmin()) in (2, 3)
     assert 20.0 < float(monthly.max()) < 23.0 and float(monthly.idxmax()) in (8, 9)
     salinity = np.nanpercentile(default.so.values, [1, 99])
-    assert 35.0 < salinity[0] and salinity[1] < 36.5
+    assert salinity[0] > 35.0
+    assert salinity[1] < 36.5
     speed = np.hypot(default.uo.values, default.vo.values)
     assert 0.1 < np.nanmedian(speed) < 0.5
     assert np.nanmax(speed) < 1.0
@@ -166,7 +167,7 @@ def test_block_defaults_match_the_generator(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("params", "message"), [
     ({"lat_min": 46.0, "lat_max": 40.0}, "lat_min (46.0) must be less than lat_max (40.0)"),
     ({"lon_min": 3.0, "lon_max": 3.0}, "lon_min (3.0) must be less than lon_max (3.0)"),
-    ({"start": "2021-02-30"}, "start: '2021-02-30' is not a date"),
+    ({"start": "2021-02-30"}, "params/start: '2021-02-30' is not a 'date'"),
     ({"days": 3660, "resolution": 0.05}, "days=3660"),
 ])
 def test_block_rejects_bad_settings(tmp_path: Path, params: dict, message: str) -> None:

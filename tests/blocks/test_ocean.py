@@ -118,8 +118,8 @@ def test_subset_stays_lazy_on_files(tmp_path: Path) -> None:
     ({"end": "2020-12-31"}, "end (2020-12-31) is before the beginning of the data; "
                             "the data covers 2021-01-01 to 2021-01-05"),
     ({"start": "2021-01-04", "end": "2021-01-02"}, "start (2021-01-04) must not be after end (2021-01-02)"),
-    ({"start": "01/02/2021"}, "start: '01/02/2021' is not a date (expected YYYY-MM-DD)"),
-    ({"end": "2021-02-30"}, "end: '2021-02-30' is not a date"),
+    ({"start": "01/02/2021"}, "params/start: '01/02/2021' is not a 'date'"),
+    ({"end": "2021-02-30"}, "params/end: '2021-02-30' is not a 'date'"),
     ({"lat_min": 50.0, "lat_max": 60.0}, "empty selection: lat_min=50.0, lat_max=60.0 keeps no lat values; "
                                          "the data covers 40 to 41"),
     ({"lon_min": 0.2, "lon_max": 0.8}, "empty selection: lon_min=0.2, lon_max=0.8 keeps no lon values; "

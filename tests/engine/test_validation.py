@@ -331,14 +331,20 @@ def test_missing_required_param_points_at_params() -> None:
     assert "'variable' is a required property" in issue.message
 
 
-def test_params_format_keyword_is_not_checked() -> None:
+def test_params_format_keyword_is_checked_like_the_runner_does() -> None:
     catalog = copy.deepcopy(CATALOG)
     catalog["ocean.demo_dataset"]["1.0.0"]["parameters"] = {
         "type": "object",
         "properties": {"start": {"type": "string", "format": "date"}},
     }
-    document = pipeline([node("demo", "ocean.demo_dataset", params={"start": "not a date"})], [])
-    assert validate_document(document, catalog) == []
+    document = pipeline([node("demo", "ocean.demo_dataset", params={"start": "2021-02-30"})], [])
+    issues = validate_document(document, catalog)
+    assert [issue.code for issue in issues] == ["node.invalid_params"]
+    issue = issues[0]
+    assert issue.pointer == "/nodes/0/params/start"
+    assert "'2021-02-30' is not a 'date'" in issue.message
+    fine = pipeline([node("demo", "ocean.demo_dataset", params={"start": "2021-02-28"})], [])
+    assert validate_document(fine, catalog) == []
 
 
 # -- edge.* ---------------------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Benchmarks: commands that measure, not timed tests. See bench/README.md."""
