@@ -27,4 +27,4 @@ def block_detail(request, block_id: str):
     versions = block_versions(block_id=block_id)
     if not versions:
         raise Http404(f"no block {block_id}")
-    return render(request, "catalog/block_detail.html", {"block": versions[0], "versions": versions})
+    return render(request, "catalog/block_detail.html", {"item": versions[0], "versions": versions})
