@@ -185,3 +185,23 @@ def test_artifacts_are_files_in_the_artifact_store_referenced_by_uri(worker, api
         path = Path(artifact.uri.removeprefix("file://"))
         assert path.is_relative_to(settings.ILIAD_ARTIFACT_ROOT)
         assert path.stat().st_size == artifact.size
+
+
+def test_a_step_whose_two_parents_finish_together_on_two_workers_runs_once(worker, api, tmp_path):
+    runs = []
+    for index in range(3):
+        doc = document(
+            [node("left", "testing.count_calls", marker=str(tmp_path / f"left{index}"), sleep_s=0.3),
+             node("right", "testing.count_calls", marker=str(tmp_path / f"right{index}"), sleep_s=0.3),
+             node("join", "testing.join")],
+            [edge("left", "result", "join", "left"), edge("right", "result", "join", "right")],
+        )
+        runs.append(start_run(api, create_pipeline(api, doc, name=f"join {index}")))
+    for run in runs:
+        wait_for_run(run["id"], expect="succeeded")
+        join = StepRun.objects.get(run_id=run["id"], node_id="join")
+        assert join.attempts == 1
+        queued = RunEvent.objects.filter(run_id=run["id"], node_id="join", payload__state="queued")
+        assert queued.count() == 1
+        result = Artifact.objects.get(step=join)
+        assert Path(result.uri.removeprefix("file://")).read_text().count("dict") == 2

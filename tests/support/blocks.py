@@ -46,3 +46,16 @@ def count_calls(ctx, inputs, params):
         ctx.progress(1 - (deadline - time.monotonic()) / max(params["sleep_s"], 1e-9))
         time.sleep(0.05)
     return {"result": {"calls_file": str(marker)}}
+
+
+@block(
+    id="testing.join",
+    version="1.0.0",
+    title="Joins two branches",
+    category="utility",
+    inputs=(Port("left", "any"), Port("right", "any")),
+    outputs=(Port("result", "json"),),
+)
+def join(ctx, inputs, params):
+    """Waits for two upstream branches; returns which types it received."""
+    return {"result": {name: type(value).__name__ for name, value in sorted(inputs.items())}}
