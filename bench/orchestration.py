@@ -117,9 +117,12 @@ def prepare_environment(args: argparse.Namespace) -> Stack:
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "iliad_portal.settings")
     if args.use_env:
-        redis_url = os.environ.get("REDIS_URL", "")
-        if not redis_url:
-            raise BenchError("--use-env needs REDIS_URL (the end of raw Celery work is signalled through it)")
+        redis_url = os.environ.get("REDIS_URL") or os.environ.get("CELERY_BROKER_URL") or ""
+        if not redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise BenchError(
+                "--use-env needs REDIS_URL (or a Redis CELERY_BROKER_URL): the end of raw Celery work is "
+                "signalled through it"
+            )
         database_url = os.environ.get("DATABASE_URL", "")
         if database_url.startswith(("postgres://", "postgresql://")):
             problems = check_services(database_url, redis_url)  # creates the database if missing
@@ -404,8 +407,11 @@ def ratios(scenarios: list[Scenario]) -> dict[str, float]:
 def report(scenarios: list[Scenario], stack_info: dict[str, Any], repeat: int) -> str:
     ratio_of = ratios(scenarios)
     lines = [
-        f"stack: database {stack_info['database']}, broker {stack_info['broker']}, "
-        f"1 worker x {stack_info['concurrency']} processes; median of {repeat}",
+        f"stack: database {stack_info['database']}, broker {stack_info['broker']}, channel layer "
+        f"{stack_info['channel_layer']}, 1 worker x {stack_info['concurrency']} processes; "
+        f"median of {repeat}",
+        f"machine: {stack_info['cpus']} CPUs, 1-min load average {stack_info['load_before']} before, "
+        f"{stack_info['load_after']} after (other work on the machine skews the figures)",
         "",
         f"{'scenario':<18} {'steps':>5} {'total s':>8} {'per-step ms':>11} {'dispatch s':>10} {'ratio':>6}",
     ]
@@ -503,12 +509,16 @@ def main(argv: list[str] | None = None) -> int:
             "database": connection.vendor,
             "database_url": describe_url(os.environ.get("DATABASE_URL", "")),
             "broker": describe_url(settings.CELERY_BROKER_URL),
+            "channel_layer": settings.CHANNEL_LAYERS["default"]["BACKEND"].rsplit(".", 1)[-1],
             "concurrency": args.concurrency,
+            "cpus": os.cpu_count(),
         }
         log(f"database {stack_info['database_url']}, broker {stack_info['broker']}; starting the worker")
         start_worker(stack, args.concurrency)
         started = time.monotonic()
+        stack_info["load_before"] = round(os.getloadavg()[0], 2)
         scenarios = benchmark(stack, user, args)
+        stack_info["load_after"] = round(os.getloadavg()[0], 2)
         log(f"measured in {time.monotonic() - started:.1f} s")
         print()
         print(report(scenarios, stack_info, args.repeat), flush=True)

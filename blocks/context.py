@@ -18,7 +18,11 @@ class StepCancelled(Exception):
 
 
 class StepContext:
-    """Handed to every block function as its first argument."""
+    """Handed to every block function as its first argument.
+
+    ``scratch_dir`` is private to the step and removed afterwards; ``data_dir`` is the local data
+    space that relative paths in parameters refer to (None when the deployment has none).
+    """
 
     def __init__(
         self,
@@ -26,8 +30,10 @@ class StepContext:
         scratch_dir: Path,
         emit: Emit | None = None,
         cancel_requested: Callable[[], bool] | None = None,
+        data_dir: Path | None = None,
     ) -> None:
         self.scratch_dir = Path(scratch_dir)
+        self.data_dir = Path(data_dir) if data_dir is not None else None
         self._emit = emit or (lambda event: None)
         self._cancel_requested = cancel_requested or (lambda: False)
         self._last_progress_at = float("-inf")

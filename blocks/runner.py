@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import shutil
 import sys
 import time
@@ -145,9 +146,11 @@ def run_step(
     registry: Registry | None = None,
     emit: Emit | None = None,
     cancel_requested: Callable[[], bool] | None = None,
+    data_dir: Path | None = None,
 ) -> ResultManifest:
     """Run the block a manifest names and return (and write) its result manifest.
 
+    ``data_dir`` is the local data space blocks may read from; default ``$ILIAD_DATA_DIR``.
     Never raises for a failing block: the result has ``ok=False`` and ``error`` with ``type``,
     ``message`` and ``traceback``; the traceback is also emitted as an ``error`` log event.
     """
@@ -170,7 +173,11 @@ def run_step(
         params = validated_params(block.spec, manifest.params)
         _open_inputs(block.spec, manifest, inputs)
         scratch_dir.mkdir(exist_ok=True)
-        context = StepContext(scratch_dir=scratch_dir, emit=emit, cancel_requested=cancel_requested)
+        if data_dir is None and os.environ.get("ILIAD_DATA_DIR"):
+            data_dir = Path(os.environ["ILIAD_DATA_DIR"])
+        context = StepContext(
+            scratch_dir=scratch_dir, emit=emit, cancel_requested=cancel_requested, data_dir=data_dir
+        )
         outputs = block.function(context, inputs, params)
         result.artifacts = _save_outputs(block.spec, outputs, output_dir)
         result.ok = True

@@ -69,6 +69,32 @@ def _open_figure(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def _save_geojson(value: Any, path: Path) -> None:
+    if not isinstance(value, dict) or value.get("type") not in ("FeatureCollection", "Feature"):
+        raise TypeError("expected a GeoJSON FeatureCollection or Feature (a dict with 'type')")
+    path.write_text(json.dumps(value, separators=(",", ":")), encoding="utf-8")
+
+
+def _save_bytes(value: Any, path: Path) -> None:
+    if not isinstance(value, bytes | bytearray):
+        raise TypeError(f"expected bytes, got {type(value).__name__}")
+    path.write_bytes(value)
+
+
+def _open_bytes(path: Path) -> bytes:
+    return path.read_bytes()
+
+
+def _save_html(value: Any, path: Path) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"expected an HTML document as str, got {type(value).__name__}")
+    path.write_text(value, encoding="utf-8")
+
+
+def _open_text(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
+
+
 def _save_json(value: Any, path: Path) -> None:
     path.write_text(json.dumps(value, indent=2, sort_keys=True, default=str), encoding="utf-8")
 
@@ -86,6 +112,10 @@ PORT_TYPES: dict[str, PortType] = {
         PortType("figure", "Figure (plotly)", "application/vnd.plotly.v1+json", ".plotly.json",
                  _save_figure, _open_figure),
         PortType("json", "JSON document", "application/json", ".json", _save_json, _open_json),
+        PortType("geojson", "Features (GeoJSON)", "application/geo+json", ".geojson",
+                 _save_geojson, _open_json),
+        PortType("image", "Image (PNG)", "image/png", ".png", _save_bytes, _open_bytes),
+        PortType("html", "Interactive page (HTML)", "text/html", ".html", _save_html, _open_text),
     )
 }
 

@@ -4,7 +4,6 @@ import logging
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -15,7 +14,7 @@ logger = logging.getLogger(__name__)
 
 
 def exception_handler(exc, context):
-    """DRF's handler, a 413 for oversized bodies, and a JSON 500 (logged with its traceback) for anything unexpected."""
+    """DRF's handler, a 413 for oversized bodies, and a logged JSON 500 for anything unexpected."""
     if isinstance(exc, RequestDataTooBig):
         exc = RequestTooLarge(
             f"request body too large: the limit is {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes"

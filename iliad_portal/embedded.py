@@ -323,7 +323,8 @@ def start_redis(data_dir: Path, port: int | None = None) -> RedisServer:
     """Start a Redis-protocol server persisting to ``data_dir`` and wait until it answers PING.
 
     The server listens on 127.0.0.1 only (protected mode on), keeps an append-only file in
-    ``data_dir`` (no RDB snapshots) so a restart on the same directory loses no queued work, logs
+    ``data_dir`` (no RDB snapshots; fsync every second, and a graceful :meth:`RedisServer.stop`
+    flushes it) so a restart on the same directory loses no queued work, logs
     to ``data_dir/server.log`` and runs in its own process group (a terminal Ctrl-C does not reach
     it; stop it with :meth:`RedisServer.stop`). With ``port=None`` a free port is picked (and
     re-picked if another process grabs it first).

@@ -157,6 +157,7 @@ WHITENOISE_USE_FINDERS = True
 
 # --- artifacts and blocks -------------------------------------------------------------------------
 ILIAD_ARTIFACT_ROOT = Path(os.environ.get("ILIAD_ARTIFACT_ROOT") or ILIAD_HOME / "artifacts").resolve()
+ILIAD_DATA_DIR = Path(os.environ.get("ILIAD_DATA_DIR") or ILIAD_HOME / "data").resolve()
 ILIAD_DEMO_USERNAME = os.environ.get("ILIAD_DEMO_USERNAME", "demo")
 ILIAD_MAX_PIPELINE_BYTES = envint("ILIAD_MAX_PIPELINE_BYTES", 1_000_000)
 DATA_UPLOAD_MAX_MEMORY_SIZE = ILIAD_MAX_PIPELINE_BYTES + 64 * 1024

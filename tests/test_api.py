@@ -79,19 +79,25 @@ def test_session_login_gives_access_to_the_api(client, user):
 
 # --- who sees what ----------------------------------------------------------------------------------
 
+
 def test_a_user_cannot_read_change_or_run_another_users_pipeline(pipeline, other_user):
     intruder = APIClient()
     intruder.force_authenticate(other_user)
     pipeline_url = f"/api/pipelines/{pipeline['id']}/"
     assert intruder.get(pipeline_url).status_code == 404
-    assert intruder.put(pipeline_url, {"name": "mine", "document": valid_document()}, format="json").status_code == 404
+    assert (
+        intruder.put(pipeline_url, {"name": "mine", "document": valid_document()}, format="json").status_code
+        == 404
+    )
     assert intruder.delete(pipeline_url).status_code == 404
     assert intruder.post(f"{pipeline_url}runs/", {}, format="json").status_code == 404
     assert intruder.get("/api/pipelines/").json()["results"] == []
     assert Pipeline.objects.get(pk=pipeline["id"]).name == "SST"
 
 
-def test_a_user_cannot_see_or_cancel_another_users_run(pipeline, user, other_user, django_capture_on_commit_callbacks):
+def test_a_user_cannot_see_or_cancel_another_users_run(
+    pipeline, user, other_user, django_capture_on_commit_callbacks
+):
     from apps.runs.services import run_submit
 
     with django_capture_on_commit_callbacks(execute=False):  # keep it queued: no worker in this test
@@ -107,6 +113,7 @@ def test_a_user_cannot_see_or_cancel_another_users_run(pipeline, user, other_use
 
 # --- pipelines and validation -----------------------------------------------------------------------
 
+
 def test_create_returns_every_validation_error_with_code_pointer_and_node(api, catalog):
     doc = valid_document()
     doc["nodes"][1]["params"] = {}
@@ -117,7 +124,10 @@ def test_create_returns_every_validation_error_with_code_pointer_and_node(api, c
     assert response.status_code == 400
     errors = response.json()["errors"]
     assert {(e["code"], e["node"]) for e in errors} == {
-        ("node.invalid_params", "mean"), ("node.duplicate_id", "demo"), ("edge.type_mismatch", "plot")}
+        ("node.invalid_params", "mean"),
+        ("node.duplicate_id", "demo"),
+        ("edge.type_mismatch", "plot"),
+    }
     missing_variable = next(e for e in errors if e["code"] == "node.invalid_params")
     assert missing_variable["pointer"] == "/nodes/1/params"
     assert "variable" in missing_variable["message"]
@@ -135,8 +145,10 @@ def test_validate_endpoint_reports_without_saving(api, catalog):
     assert result["valid"] is False
     assert [e["code"] for e in result["errors"]] == ["graph.cycle"]
     assert "a → b → a" in result["errors"][0]["message"]
-    assert api.post("/api/pipelines/validate/", {"document": [1, 2]}, format="json").json()["errors"][0][
-        "code"] == "document.not_object"
+    assert (
+        api.post("/api/pipelines/validate/", {"document": [1, 2]}, format="json").json()["errors"][0]["code"]
+        == "document.not_object"
+    )
     assert Pipeline.objects.count() == 0
 
 
@@ -198,6 +210,7 @@ def test_run_submission_names_an_unknown_target_and_version(api, pipeline):
 
 
 # --- catalog ----------------------------------------------------------------------------------------
+
 
 def test_catalog_lists_blocks_with_versions_ports_and_parameter_schema(api, catalog):
     blocks = {b["id"]: b for b in api.get("/api/blocks/").json()}

@@ -19,16 +19,32 @@ from tests.conftest import document, edge, node, wait_for_idle_worker, wait_for_
 pytestmark = pytest.mark.e2e
 
 # The Bay of Biscay corner of the demo region; the box is all sea, so every day has a value.
-DEMO = {"start": "2022-06-01", "days": 20, "lat_min": 43.5, "lat_max": 46.0, "lon_min": -6.0,
-        "lon_max": 0.0, "resolution": 0.5}
-BOX = {"lat_min": 44.0, "lat_max": 45.5, "lon_min": -5.0, "lon_max": -2.0,
-       "start": "2022-06-05", "end": "2022-06-14"}
+DEMO = {
+    "start": "2022-06-01",
+    "days": 20,
+    "lat_min": 43.5,
+    "lat_max": 46.0,
+    "lon_min": -6.0,
+    "lon_max": 0.0,
+    "resolution": 0.5,
+}
+BOX = {
+    "lat_min": 44.0,
+    "lat_max": 45.5,
+    "lon_min": -5.0,
+    "lon_max": -2.0,
+    "start": "2022-06-05",
+    "end": "2022-06-14",
+}
 
 
 def three_step_document() -> dict:
     return document(
-        [node("demo", "ocean.demo_dataset", **DEMO), node("subset", "ocean.subset", **BOX),
-         node("mean", "ocean.area_mean", variable="sst")],
+        [
+            node("demo", "ocean.demo_dataset", **DEMO),
+            node("subset", "ocean.subset", **BOX),
+            node("mean", "ocean.area_mean", variable="sst"),
+        ],
         [edge("demo", "dataset", "subset", "dataset"), edge("subset", "dataset", "mean", "dataset")],
     )
 
@@ -37,8 +53,13 @@ def expected_area_mean() -> pd.Series:
     """The answer computed here, independently of the blocks: cos(lat)-weighted mean of the box."""
     data = make_demo_dataset(**DEMO)
     box = data["sst"].sel(time=slice(BOX["start"], BOX["end"]))
-    box = box.where((box.lat >= BOX["lat_min"]) & (box.lat <= BOX["lat_max"])
-                    & (box.lon >= BOX["lon_min"]) & (box.lon <= BOX["lon_max"]), drop=True)
+    box = box.where(
+        (box.lat >= BOX["lat_min"])
+        & (box.lat <= BOX["lat_max"])
+        & (box.lon >= BOX["lon_min"])
+        & (box.lon <= BOX["lon_max"]),
+        drop=True,
+    )
     values = box.values.astype("float64")
     weights = np.broadcast_to(np.cos(np.deg2rad(box.lat.values))[None, :, None], values.shape)
     valid = ~np.isnan(values)
@@ -107,8 +128,10 @@ def test_a_step_task_delivered_twice_runs_its_block_once(worker, api, tmp_path):
 
     marker = tmp_path / "calls.txt"
     doc = document(
-        [node("first", "testing.count_calls", marker=str(marker), sleep_s=1.0),
-         node("second", "utility.noop")],
+        [
+            node("first", "testing.count_calls", marker=str(marker), sleep_s=1.0),
+            node("second", "utility.noop"),
+        ],
         [edge("first", "result", "second", "trigger")],
     )
     run = start_run(api, create_pipeline(api, doc))
@@ -128,21 +151,32 @@ def test_a_step_task_delivered_twice_runs_its_block_once(worker, api, tmp_path):
 
 def test_a_failing_block_fails_its_step_and_the_run_skips_downstream_and_finishes_other_branches(worker, api):
     doc = document(
-        [node("demo", "ocean.demo_dataset", **DEMO),
-         node("broken", "testing.fail", message="sensor file is corrupt"),
-         node("after_broken", "ocean.area_mean", variable="sst"),
-         node("subset", "ocean.subset", **BOX),
-         node("mean", "ocean.area_mean", variable="sst")],
-        [edge("demo", "dataset", "broken", "dataset"), edge("broken", "dataset", "after_broken", "dataset"),
-         edge("demo", "dataset", "subset", "dataset"), edge("subset", "dataset", "mean", "dataset")],
+        [
+            node("demo", "ocean.demo_dataset", **DEMO),
+            node("broken", "testing.fail", message="sensor file is corrupt"),
+            node("after_broken", "ocean.area_mean", variable="sst"),
+            node("subset", "ocean.subset", **BOX),
+            node("mean", "ocean.area_mean", variable="sst"),
+        ],
+        [
+            edge("demo", "dataset", "broken", "dataset"),
+            edge("broken", "dataset", "after_broken", "dataset"),
+            edge("demo", "dataset", "subset", "dataset"),
+            edge("subset", "dataset", "mean", "dataset"),
+        ],
     )
     run = start_run(api, create_pipeline(api, doc))
     assert wait_for_run(run["id"], expect="failed").state == "failed"
 
     detail = api.get(f"/api/runs/{run['id']}/").json()
     states = {step["node"]: step["state"] for step in detail["steps"]}
-    assert states == {"demo": "succeeded", "broken": "failed", "after_broken": "skipped",
-                      "subset": "succeeded", "mean": "succeeded"}
+    assert states == {
+        "demo": "succeeded",
+        "broken": "failed",
+        "after_broken": "skipped",
+        "subset": "succeeded",
+        "mean": "succeeded",
+    }
     broken = next(step for step in detail["steps"] if step["node"] == "broken")
     assert broken["error"]["type"] == "RuntimeError"
     assert broken["error"]["message"] == "sensor file is corrupt"
@@ -152,7 +186,9 @@ def test_a_failing_block_fails_its_step_and_the_run_skips_downstream_and_finishe
     events = api.get(f"/api/runs/{run['id']}/events/").json()["events"]
     logs = [e["message"] for e in events if e["kind"] == "log" and e["node"] == "broken"]
     assert "about to fail" in logs
-    assert any("Traceback (most recent call last)" in line and "sensor file is corrupt" in line for line in logs)
+    assert any(
+        "Traceback (most recent call last)" in line and "sensor file is corrupt" in line for line in logs
+    )
     skipped = [e for e in events if e["node"] == "after_broken" and e["kind"] == "state"]
     assert skipped == [{**skipped[0], "state": "skipped", "reason": "broken failed"}]
 
@@ -191,9 +227,11 @@ def test_a_step_whose_two_parents_finish_together_on_two_workers_runs_once(worke
     runs = []
     for index in range(3):
         doc = document(
-            [node("left", "testing.count_calls", marker=str(tmp_path / f"left{index}"), sleep_s=0.3),
-             node("right", "testing.count_calls", marker=str(tmp_path / f"right{index}"), sleep_s=0.3),
-             node("join", "testing.join")],
+            [
+                node("left", "testing.count_calls", marker=str(tmp_path / f"left{index}"), sleep_s=0.3),
+                node("right", "testing.count_calls", marker=str(tmp_path / f"right{index}"), sleep_s=0.3),
+                node("join", "testing.join"),
+            ],
             [edge("left", "result", "join", "left"), edge("right", "result", "join", "right")],
         )
         runs.append(start_run(api, create_pipeline(api, doc, name=f"join {index}")))

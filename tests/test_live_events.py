@@ -13,16 +13,19 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def make_run(owner) -> Run:
-    run = Run.objects.create(owner=owner, pipeline_version=1, pipeline_name="p",
-                             snapshot={"document": {}, "blocks": {}})
+    run = Run.objects.create(
+        owner=owner, pipeline_version=1, pipeline_name="p", snapshot={"document": {}, "blocks": {}}
+    )
     append(run, 3)
     return run
 
 
 def append(run, count: int, start: int = 0) -> None:
     with transaction.atomic():
-        events_append(run_id=run.pk, events=[("log", "n", {"level": "info", "message": f"line {start + i}"})
-                                             for i in range(count)])
+        events_append(
+            run_id=run.pk,
+            events=[("log", "n", {"level": "info", "message": f"line {start + i}"}) for i in range(count)],
+        )
 
 
 def session_headers(client, user) -> list[tuple[bytes, bytes]]:
@@ -55,8 +58,9 @@ def test_anonymous_and_other_users_are_refused(user, other_user, client):
     intruder_headers = session_headers(client, other_user)
 
     async def scenario():
-        anonymous = WebsocketCommunicator(application, f"/ws/runs/{run.pk}/",
-                                          headers=[(b"origin", b"http://127.0.0.1")])
+        anonymous = WebsocketCommunicator(
+            application, f"/ws/runs/{run.pk}/", headers=[(b"origin", b"http://127.0.0.1")]
+        )
         connected, code = await anonymous.connect()
         assert (connected, code) == (False, 4401)
         intruder = WebsocketCommunicator(application, f"/ws/runs/{run.pk}/", headers=intruder_headers)

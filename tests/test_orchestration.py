@@ -24,8 +24,17 @@ def dispatched(monkeypatch):
 
 def diamond(user):
     doc = document(
-        [node("a", "utility.noop"), node("b", "utility.noop"), node("c", "utility.noop"), node("d", "utility.noop")],
-        [edge("a", "result", "b", "trigger"), edge("a", "result", "c", "trigger"), edge("b", "result", "d", "trigger")],
+        [
+            node("a", "utility.noop"),
+            node("b", "utility.noop"),
+            node("c", "utility.noop"),
+            node("d", "utility.noop"),
+        ],
+        [
+            edge("a", "result", "b", "trigger"),
+            edge("a", "result", "c", "trigger"),
+            edge("b", "result", "d", "trigger"),
+        ],
     )
     doc["nodes"].append(node("e", "utility.noop"))
     doc["edges"].append(edge("c", "result", "e", "trigger"))
@@ -45,7 +54,9 @@ def submit(user, pipeline, django_capture_on_commit_callbacks):
         return run_submit(pipeline=pipeline, user=user)
 
 
-def test_steps_are_dispatched_in_dependency_order(user, catalog, dispatched, django_capture_on_commit_callbacks):
+def test_steps_are_dispatched_in_dependency_order(
+    user, catalog, dispatched, django_capture_on_commit_callbacks
+):
     run = submit(user, diamond(user), django_capture_on_commit_callbacks)
     assert states(run) == {"a": "queued", "b": "pending", "c": "pending", "d": "pending", "e": "pending"}
     assert dispatched == [step(run, "a").pk]
@@ -55,7 +66,9 @@ def test_steps_are_dispatched_in_dependency_order(user, catalog, dispatched, dja
     assert sorted(dispatched[1:]) == sorted([step(run, "b").pk, step(run, "c").pk])
 
 
-def test_a_second_delivery_of_a_step_does_nothing(user, catalog, dispatched, django_capture_on_commit_callbacks):
+def test_a_second_delivery_of_a_step_does_nothing(
+    user, catalog, dispatched, django_capture_on_commit_callbacks
+):
     run = submit(user, diamond(user), django_capture_on_commit_callbacks)
     a = step(run, "a").pk
     with django_capture_on_commit_callbacks(execute=True):
@@ -66,15 +79,22 @@ def test_a_second_delivery_of_a_step_does_nothing(user, catalog, dispatched, dja
     assert dispatched.count(step(run, "b").pk) == 1
 
 
-def test_a_step_with_two_parents_is_queued_once_after_both(user, catalog, dispatched,
-                                                         django_capture_on_commit_callbacks):
+def test_a_step_with_two_parents_is_queued_once_after_both(
+    user, catalog, dispatched, django_capture_on_commit_callbacks
+):
     doc = document(
-        [node("left", "utility.noop"), node("right", "utility.noop"), node("join", "plot.timeseries"),
-         node("mean", "ocean.area_mean", variable="sst"), node("demo", "ocean.demo_dataset", days=3,
-                                                                resolution=1.0)],
+        [
+            node("left", "utility.noop"),
+            node("right", "utility.noop"),
+            node("join", "plot.timeseries"),
+            node("mean", "ocean.area_mean", variable="sst"),
+            node("demo", "ocean.demo_dataset", days=3, resolution=1.0),
+        ],
         [edge("demo", "dataset", "mean", "dataset"), edge("mean", "table", "join", "table")],
     )
-    run = submit(user, pipeline_create(owner=user, name="join", document=doc), django_capture_on_commit_callbacks)
+    run = submit(
+        user, pipeline_create(owner=user, name="join", document=doc), django_capture_on_commit_callbacks
+    )
     assert states(run)["join"] == "pending"
     with django_capture_on_commit_callbacks(execute=True):
         step_execute(step_id=step(run, "demo").pk)
@@ -84,7 +104,9 @@ def test_a_step_with_two_parents_is_queued_once_after_both(user, catalog, dispat
     assert dispatched.count(step(run, "join").pk) == 1
 
 
-def test_the_run_finishes_when_the_last_step_does(user, catalog, dispatched, django_capture_on_commit_callbacks):
+def test_the_run_finishes_when_the_last_step_does(
+    user, catalog, dispatched, django_capture_on_commit_callbacks
+):
     run = submit(user, diamond(user), django_capture_on_commit_callbacks)
     for node_id in "abcde":
         with django_capture_on_commit_callbacks(execute=True):
@@ -98,7 +120,8 @@ def test_the_run_finishes_when_the_last_step_does(user, catalog, dispatched, dja
 
 
 def test_cancel_cancels_waiting_steps_and_a_finished_run_cannot_be_cancelled(
-        user, catalog, dispatched, django_capture_on_commit_callbacks):
+    user, catalog, dispatched, django_capture_on_commit_callbacks
+):
     run = submit(user, diamond(user), django_capture_on_commit_callbacks)
     run = run_cancel(run=run)
     assert run.state == "cancelled" and run.finished_at is not None
@@ -108,7 +131,9 @@ def test_cancel_cancels_waiting_steps_and_a_finished_run_cannot_be_cancelled(
         run_cancel(run=run)
 
 
-def test_steps_queued_too_long_are_dispatched_again(user, catalog, dispatched, django_capture_on_commit_callbacks):
+def test_steps_queued_too_long_are_dispatched_again(
+    user, catalog, dispatched, django_capture_on_commit_callbacks
+):
     run = submit(user, diamond(user), django_capture_on_commit_callbacks)
     a = step(run, "a")
     dispatched.clear()
@@ -127,7 +152,9 @@ def test_a_run_is_refused_when_a_block_version_is_no_longer_provided(user, catal
     assert {issue["code"] for issue in error.value.issues} == {"node.unknown_block"}
 
 
-def test_a_run_freezes_the_document_and_block_specs(user, catalog, dispatched, django_capture_on_commit_callbacks):
+def test_a_run_freezes_the_document_and_block_specs(
+    user, catalog, dispatched, django_capture_on_commit_callbacks
+):
     pipeline = diamond(user)
     run = submit(user, pipeline, django_capture_on_commit_callbacks)
     assert run.snapshot["document"] == pipeline.versions.get().document

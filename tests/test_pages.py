@@ -9,9 +9,13 @@ from tests.conftest import document, edge, node
 
 @pytest.fixture
 def run(user, catalog, django_capture_on_commit_callbacks):
-    doc = document([node("demo", "ocean.demo_dataset", days=3, resolution=1.0),
-                    node("mean", "ocean.area_mean", variable="sst")],
-                   [edge("demo", "dataset", "mean", "dataset")])
+    doc = document(
+        [
+            node("demo", "ocean.demo_dataset", days=3, resolution=1.0),
+            node("mean", "ocean.area_mean", variable="sst"),
+        ],
+        [edge("demo", "dataset", "mean", "dataset")],
+    )
     pipeline = pipeline_create(owner=user, name="Biscay SST", document=doc)
     with django_capture_on_commit_callbacks(execute=False):  # stays queued: no worker here
         return run_submit(pipeline=pipeline, user=user)
@@ -61,8 +65,9 @@ def test_run_page_shows_steps_to_its_owner_only(client, user, other_user, run):
     assert client.get(f"/pipelines/{run.pipeline_id}/").status_code == 404
 
 
-def test_running_a_pipeline_from_its_page_lands_on_the_run_page(client, user, run,
-                                                              django_capture_on_commit_callbacks):
+def test_running_a_pipeline_from_its_page_lands_on_the_run_page(
+    client, user, run, django_capture_on_commit_callbacks
+):
     client.force_login(user)
     with django_capture_on_commit_callbacks(execute=False):
         response = client.post(f"/pipelines/{run.pipeline_id}/run/")

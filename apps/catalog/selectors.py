@@ -25,7 +25,7 @@ def blocks_latest() -> list[dict[str, Any]]:
     for row in BlockVersion.objects.filter(available=True):
         by_block[row.block_id].append(row)
     entries = []
-    for block_id, rows in by_block.items():
+    for rows in by_block.values():
         rows.sort(key=lambda row: semver_key(row.version))
         entries.append({"latest": rows[-1], "versions": [row.version for row in rows]})
     entries.sort(key=lambda entry: (entry["latest"].category, entry["latest"].title.lower()))

@@ -20,8 +20,17 @@ class BlockVersionSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = BlockVersion
-        fields = ["version", "title", "category", "description", "available", "inputs", "outputs",
-                  "parameters", "resources"]
+        fields = [
+            "version",
+            "title",
+            "category",
+            "description",
+            "available",
+            "inputs",
+            "outputs",
+            "parameters",
+            "resources",
+        ]
 
 
 class BlockDetailSerializer(serializers.Serializer):

@@ -14,11 +14,15 @@ def catalog(request):
     entries = blocks_latest()
     if query:
         entries = [
-            entry for entry in entries
-            if query in f"{entry['latest'].block_id} {entry['latest'].title} {entry['latest'].description}".lower()
+            entry
+            for entry in entries
+            if query
+            in f"{entry['latest'].block_id} {entry['latest'].title} {entry['latest'].description}".lower()
         ]
     entries.sort(key=lambda entry: (CATEGORIES.index(entry["latest"].category), entry["latest"].title))
-    groups = [(category, list(items)) for category, items in groupby(entries, key=lambda e: e["latest"].category)]
+    groups = [
+        (category, list(items)) for category, items in groupby(entries, key=lambda e: e["latest"].category)
+    ]
     return render(request, "catalog/catalog.html", {"groups": groups, "query": query})
 
 

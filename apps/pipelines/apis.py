@@ -46,8 +46,9 @@ class PipelineListApi(APIView):
         page = paginator.paginate_queryset(pipelines_visible_to(user=request.user), request, view=self)
         return paginator.get_paginated_response(PipelineSerializer(page, many=True).data)
 
-    @extend_schema(request=PipelineWriteSerializer, responses={201: PipelineSerializer,
-                                                                400: PipelineInvalidSerializer})
+    @extend_schema(
+        request=PipelineWriteSerializer, responses={201: PipelineSerializer, 400: PipelineInvalidSerializer}
+    )
     def post(self, request):
         data = PipelineWriteSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -68,13 +69,15 @@ class PipelineDetailApi(APIView):
     def get(self, request, pipeline_id: int):
         return Response(PipelineSerializer(get_visible_pipeline(request, pipeline_id)).data)
 
-    @extend_schema(request=PipelineWriteSerializer, responses={200: PipelineSerializer,
-                                                               400: PipelineInvalidSerializer})
+    @extend_schema(
+        request=PipelineWriteSerializer, responses={200: PipelineSerializer, 400: PipelineInvalidSerializer}
+    )
     def put(self, request, pipeline_id: int):
         return self._update(request, pipeline_id, partial=False)
 
-    @extend_schema(request=PipelineWriteSerializer, responses={200: PipelineSerializer,
-                                                               400: PipelineInvalidSerializer})
+    @extend_schema(
+        request=PipelineWriteSerializer, responses={200: PipelineSerializer, 400: PipelineInvalidSerializer}
+    )
     def patch(self, request, pipeline_id: int):
         return self._update(request, pipeline_id, partial=True)
 

@@ -63,8 +63,11 @@ def pipeline_update(
         if not current or current[0] != document:
             pipeline.latest_version += 1
             PipelineVersion.objects.create(
-                pipeline=pipeline, number=pipeline.latest_version, document=document,
-                created_by=user, message=message,
+                pipeline=pipeline,
+                number=pipeline.latest_version,
+                document=document,
+                created_by=user,
+                message=message,
             )
     pipeline.save()
     return pipeline

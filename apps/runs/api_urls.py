@@ -8,6 +8,9 @@ urlpatterns = [
     path("runs/<int:run_id>/", apis.RunDetailApi.as_view(), name="api-run-detail"),
     path("runs/<int:run_id>/cancel/", apis.RunCancelApi.as_view(), name="api-run-cancel"),
     path("runs/<int:run_id>/events/", apis.RunEventsApi.as_view(), name="api-run-events"),
-    path("runs/<int:run_id>/artifacts/<int:artifact_id>/download/", apis.ArtifactDownloadApi.as_view(),
-         name="api-artifact-download"),
+    path(
+        "runs/<int:run_id>/artifacts/<int:artifact_id>/download/",
+        apis.ArtifactDownloadApi.as_view(),
+        name="api-artifact-download",
+    ),
 ]

@@ -54,8 +54,9 @@ class PipelineRunsApi(APIView):
         pipeline = get_visible_pipeline(request, pipeline_id)
         return _paginated_runs(request, self, runs_visible_to(user=request.user).filter(pipeline=pipeline))
 
-    @extend_schema(request=RunCreateSerializer, responses={201: RunDetailSerializer,
-                                                          400: PipelineInvalidSerializer})
+    @extend_schema(
+        request=RunCreateSerializer, responses={201: RunDetailSerializer, 400: PipelineInvalidSerializer}
+    )
     def post(self, request, pipeline_id: int):
         pipeline = get_visible_pipeline(request, pipeline_id)
         data = RunCreateSerializer(data=request.data)

@@ -80,11 +80,21 @@ class StepEventSink:
         kind = event.get("kind")
         if kind == "progress":
             self._buffer = [item for item in self._buffer if item[0] != RunEvent.Kind.PROGRESS]
-            self._buffer.append((RunEvent.Kind.PROGRESS, self.node_id,
-                                 {"fraction": event.get("fraction"), "message": event.get("message", "")}))
+            self._buffer.append(
+                (
+                    RunEvent.Kind.PROGRESS,
+                    self.node_id,
+                    {"fraction": event.get("fraction"), "message": event.get("message", "")},
+                )
+            )
         elif kind == "log":
-            self._buffer.append((RunEvent.Kind.LOG, self.node_id,
-                                 {"level": event.get("level", "info"), "message": event.get("message", "")}))
+            self._buffer.append(
+                (
+                    RunEvent.Kind.LOG,
+                    self.node_id,
+                    {"level": event.get("level", "info"), "message": event.get("message", "")},
+                )
+            )
         if len(self._buffer) >= self.max_batch or time.monotonic() - self._last_flush >= self.interval_s:
             self.flush()
 

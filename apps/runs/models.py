@@ -90,6 +90,9 @@ class Artifact(models.Model):
         constraints = [models.UniqueConstraint(fields=["step", "port"], name="unique_artifact_per_port")]
         ordering = ["id"]
 
+    def __str__(self) -> str:
+        return f"{self.port} of {self.step_id}: {self.uri}"
+
     @property
     def filename(self) -> str:
         return f"{self.step.node_id}-{self.uri.rsplit('/', 1)[-1]}"
@@ -113,6 +116,9 @@ class RunEvent(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["run", "seq"], name="unique_event_seq")]
         ordering = ["run", "seq"]
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} #{self.seq} {self.kind}"
 
     def as_dict(self) -> dict:
         return {

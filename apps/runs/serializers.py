@@ -21,8 +21,18 @@ class StepRunSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = StepRun
-        fields = ["node", "block_id", "block_version", "params", "state", "attempts", "error",
-                  "queued_at", "started_at", "finished_at"]
+        fields = [
+            "node",
+            "block_id",
+            "block_version",
+            "params",
+            "state",
+            "attempts",
+            "error",
+            "queued_at",
+            "started_at",
+            "finished_at",
+        ]
 
 
 class RunSerializer(serializers.ModelSerializer):
@@ -31,8 +41,19 @@ class RunSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Run
-        fields = ["id", "pipeline", "pipeline_name", "pipeline_version", "owner", "target", "state",
-                  "last_event_seq", "created_at", "started_at", "finished_at"]
+        fields = [
+            "id",
+            "pipeline",
+            "pipeline_name",
+            "pipeline_version",
+            "owner",
+            "target",
+            "state",
+            "last_event_seq",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
 
 
 class RunDetailSerializer(RunSerializer):

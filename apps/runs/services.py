@@ -75,7 +75,9 @@ def _queue(run: Run, node_ids: Iterable[str]) -> list[NewEvent]:
     if not node_ids:
         return []
     step_ids = list(
-        StepRun.objects.filter(run=run, node_id__in=node_ids, state=StepState.PENDING).values_list("id", flat=True)
+        StepRun.objects.filter(run=run, node_id__in=node_ids, state=StepState.PENDING).values_list(
+            "id", flat=True
+        )
     )
     StepRun.objects.filter(id__in=step_ids, state=StepState.PENDING).update(
         state=StepState.QUEUED, queued_at=timezone.now()
@@ -93,7 +95,9 @@ def dispatch_steps(step_ids: list[int], *, target: str) -> None:
         try:
             execute_step.apply_async(args=[step_id])
         except Exception:
-            logger.exception("could not dispatch step %s to %s; it stays queued for re-dispatch", step_id, target)
+            logger.exception(
+                "could not dispatch step %s to %s; it stays queued for re-dispatch", step_id, target
+            )
 
 
 @transaction.atomic
@@ -121,7 +125,9 @@ def run_submit(*, pipeline: Pipeline, user, version: int | None = None, target: 
         target=target,
         snapshot={
             "document": pipeline_version.document,
-            "blocks": {f"{node.block}@{node.version}": specs[node.block][node.version] for node in document.nodes},
+            "blocks": {
+                f"{node.block}@{node.version}": specs[node.block][node.version] for node in document.nodes
+            },
         },
     )
     StepRun.objects.bulk_create(
@@ -146,8 +152,12 @@ def _claim(step_id: int, worker: str) -> StepRun | None:
         if not claimed:
             return None
         step = StepRun.objects.select_related("run").get(pk=step_id)
-        Run.objects.filter(pk=step.run_id, state=RunState.QUEUED).update(state=RunState.RUNNING, started_at=now)
-        events_append(run_id=step.run_id, events=[_state_event(StepState.RUNNING, step.node_id, worker=worker)])
+        Run.objects.filter(pk=step.run_id, state=RunState.QUEUED).update(
+            state=RunState.RUNNING, started_at=now
+        )
+        events_append(
+            run_id=step.run_id, events=[_state_event(StepState.RUNNING, step.node_id, worker=worker)]
+        )
     return step
 
 
@@ -202,12 +212,20 @@ def step_execute(*, step_id: int, worker: str = "") -> bool:
     sink = StepEventSink(run_id=step.run_id, node_id=step.node_id)
     try:
         manifest = step_manifest(step)
-        result = run_step(manifest, emit=sink, cancel_requested=_cancel_checker(step.run_id))
+        result = run_step(
+            manifest,
+            emit=sink,
+            cancel_requested=_cancel_checker(step.run_id),
+            data_dir=settings.ILIAD_DATA_DIR,
+        )
     except Exception as error:  # the portal's side of running failed; the step must still end
         logger.exception("step %s could not be run", step_id)
         result = ResultManifest(
-            run_id=str(step.run_id), step_id=step.node_id, block_id=step.block_id,
-            block_version=step.block_version, ok=False,
+            run_id=str(step.run_id),
+            step_id=step.node_id,
+            block_id=step.block_id,
+            block_version=step.block_version,
+            ok=False,
             error={"type": type(error).__name__, "message": str(error), "traceback": ""},
         )
     sink.flush()
@@ -241,8 +259,16 @@ def step_finish(*, step: StepRun, result: ResultManifest) -> None:
     if not changed:
         return
     Artifact.objects.bulk_create(
-        Artifact(run=run, step_id=step.pk, port=record.port, uri=record.uri, type=record.type,
-                 media_type=record.media_type, sha256=record.sha256, size=record.size)
+        Artifact(
+            run=run,
+            step_id=step.pk,
+            port=record.port,
+            uri=record.uri,
+            type=record.type,
+            media_type=record.media_type,
+            sha256=record.sha256,
+            size=record.size,
+        )
         for record in result.artifacts
     )
     extra = {"duration_s": result.duration_s}
@@ -264,7 +290,9 @@ def step_finish(*, step: StepRun, result: ResultManifest) -> None:
         StepRun.objects.filter(run=run, node_id__in=skipped, state=StepState.PENDING).update(
             state=StepState.SKIPPED, finished_at=now
         )
-        events += [_state_event(StepState.SKIPPED, node_id, reason=f"{step.node_id} failed") for node_id in skipped]
+        events += [
+            _state_event(StepState.SKIPPED, node_id, reason=f"{step.node_id} failed") for node_id in skipped
+        ]
     events += _run_finish_if_done(run, now)
     events_append(run_id=run.pk, events=events)
 
@@ -295,9 +323,9 @@ def run_cancel(*, run: Run) -> Run:
             "node_id", flat=True
         )
     )
-    StepRun.objects.filter(run=run, node_id__in=waiting, state__in=(StepState.PENDING, StepState.QUEUED)).update(
-        state=StepState.CANCELLED, finished_at=now
-    )
+    StepRun.objects.filter(
+        run=run, node_id__in=waiting, state__in=(StepState.PENDING, StepState.QUEUED)
+    ).update(state=StepState.CANCELLED, finished_at=now)
     run.state = RunState.CANCELLED
     events = [_state_event(StepState.CANCELLED, node_id) for node_id in waiting]
     events.append(_state_event(RunState.CANCELLED))
@@ -318,7 +346,9 @@ def steps_requeue_lost(*, older_than: timedelta) -> int:
     by_target: dict[str, list[int]] = {}
     with transaction.atomic():
         lost = list(
-            StepRun.objects.filter(state=StepState.QUEUED, queued_at__lt=cutoff).values_list("id", "run__target")
+            StepRun.objects.filter(state=StepState.QUEUED, queued_at__lt=cutoff).values_list(
+                "id", "run__target"
+            )
         )
         StepRun.objects.filter(id__in=[step_id for step_id, _ in lost], state=StepState.QUEUED).update(
             queued_at=timezone.now()

@@ -13,7 +13,10 @@ from blocks.spec import Port, block
     category="utility",
     inputs=(Port("dataset", "dataset"),),
     outputs=(Port("dataset", "dataset"),),
-    parameters={"type": "object", "properties": {"message": {"type": "string", "default": "planned failure"}}},
+    parameters={
+        "type": "object",
+        "properties": {"message": {"type": "string", "default": "planned failure"}},
+    },
 )
 def fail(ctx, inputs, params):
     """Logs a line, then raises: for testing how failures travel through a run."""

@@ -4,30 +4,44 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='BlockVersion',
+            name="BlockVersion",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('block_id', models.CharField(db_index=True, max_length=200)),
-                ('version', models.CharField(max_length=64)),
-                ('title', models.CharField(max_length=200)),
-                ('category', models.CharField(db_index=True, max_length=32)),
-                ('description', models.TextField(blank=True)),
-                ('spec', models.JSONField(help_text='BlockSpec.to_dict(): ports, parameter schema, resources.')),
-                ('available', models.BooleanField(default=True, help_text='Still provided by the installed code; unavailable versions cannot run.')),
-                ('first_seen_at', models.DateTimeField(auto_now_add=True)),
-                ('synced_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("block_id", models.CharField(db_index=True, max_length=200)),
+                ("version", models.CharField(max_length=64)),
+                ("title", models.CharField(max_length=200)),
+                ("category", models.CharField(db_index=True, max_length=32)),
+                ("description", models.TextField(blank=True)),
+                (
+                    "spec",
+                    models.JSONField(help_text="BlockSpec.to_dict(): ports, parameter schema, resources."),
+                ),
+                (
+                    "available",
+                    models.BooleanField(
+                        default=True,
+                        help_text="Still provided by the installed code; unavailable versions cannot run.",
+                    ),
+                ),
+                ("first_seen_at", models.DateTimeField(auto_now_add=True)),
+                ("synced_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'ordering': ['category', 'block_id'],
-                'constraints': [models.UniqueConstraint(fields=('block_id', 'version'), name='unique_block_version')],
+                "ordering": ["category", "block_id"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("block_id", "version"), name="unique_block_version")
+                ],
             },
         ),
     ]
