@@ -17,6 +17,7 @@ from types import ModuleType
 from typing import Any
 
 from blocks.library import BUILTIN_MODULES
+from blocks.semver import semver_key
 from blocks.spec import Block, SpecError
 from blocks.types import known_types
 
@@ -62,7 +63,9 @@ class Registry:
             raise RegistryError(f"unknown block {block_id!r}") from None
 
     def versions(self, block_id: str) -> list[str]:
-        return sorted(version for (known_id, version) in self._blocks if known_id == block_id)
+        return sorted(
+            (version for (known_id, version) in self._blocks if known_id == block_id), key=semver_key
+        )
 
     def __iter__(self) -> Iterator[Block]:
         return iter(sorted(self._blocks.values(), key=lambda block: block.key))

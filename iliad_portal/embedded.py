@@ -620,6 +620,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ("collectstatic", _manage("collectstatic", "--noinput", "-v0")),
             ("sync_catalog", _manage("sync_catalog")),
             ("ensure_demo_user", _manage("ensure_demo_user")),
+            ("generate_demo_data", _manage("generate_demo_data")),
         ]
         for name, args in steps:
             if not supervisor.run_step(name, args):

@@ -78,6 +78,7 @@ INSTALLED_APPS = [
     "apps.catalog",
     "apps.pipelines",
     "apps.runs",
+    "apps.gallery",
 ]
 
 MIDDLEWARE = [

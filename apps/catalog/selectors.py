@@ -6,7 +6,7 @@ from collections import defaultdict
 from typing import Any
 
 from apps.catalog.models import BlockVersion
-from apps.catalog.semver import semver_key
+from blocks.semver import semver_key
 
 
 def catalog_specs() -> dict[str, dict[str, dict[str, Any]]]:

@@ -4,5 +4,6 @@ BUILTIN_MODULES = (
     "blocks.library.demo",
     "blocks.library.ocean",
     "blocks.library.plots",
+    "blocks.library.maps",
     "blocks.library.utility",
 )

@@ -8,12 +8,21 @@ from pathlib import Path
 
 import netCDF4
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 
 from blocks.library import demo_data
 from blocks.library.demo import demo_dataset
-from blocks.library.demo_data import make_demo_dataset
+from blocks.library.demo_data import (
+    DEMO_STATIONS,
+    OBSERVATION_COLUMNS,
+    make_demo_currents_hourly,
+    make_demo_dataset,
+    make_demo_observations,
+    make_demo_winds,
+    write_demo_data_space,
+)
 from blocks.runner import BlockInputError
 from tests.blocks.sample_blocks import call
 
@@ -187,3 +196,130 @@ def test_every_parameter_has_title_description_and_default() -> None:
         "start", "days", "lat_min", "lat_max", "lon_min", "lon_max", "resolution"}
     for prop in schema["properties"].values():
         assert prop["title"] and prop["description"] and "default" in prop
+
+
+# ---- hourly currents, winds, buoy observations and the demo data space ---------------------------
+
+@pytest.fixture(scope="module")
+def buoys(default: xr.Dataset) -> pd.DataFrame:
+    return make_demo_observations(default)
+
+
+def test_observations_table_format_and_determinism(default: xr.Dataset, buoys: pd.DataFrame) -> None:
+    assert tuple(buoys.columns) == OBSERVATION_COLUMNS
+    assert sorted(buoys.station.unique()) == sorted(name for name, _, _ in DEMO_STATIONS)
+    assert set(buoys.variable) == {"sst", "so"}
+    assert set(buoys.quality_flag) == {1, 2, 3, 4}
+    assert buoys.time.str.fullmatch(r"\d{4}-\d\d-\d\d").all()
+    assert (buoys.depth == 1.0).all()
+    pd.testing.assert_frame_equal(buoys, make_demo_observations(default))
+    assert not buoys.equals(make_demo_observations(default, seed=7))
+
+
+def test_observations_follow_the_truth_with_bias_noise_gaps_and_spikes(
+    default: xr.Dataset, buoys: pd.DataFrame,
+) -> None:
+    days = default.sizes["time"]
+    for name, lat, lon in DEMO_STATIONS:
+        truth = default.sst.interp(lat=lat, lon=lon).to_series()
+        truth.index = truth.index.strftime("%Y-%m-%d")
+        rows = buoys[(buoys.station == name) & (buoys.variable == "sst")]
+        assert days - 60 < len(rows) < days  # one or two gaps, each of 3 to 25 days
+        error = rows.value.to_numpy() - truth.loc[rows.time].to_numpy()
+        good = rows.quality_flag.to_numpy() <= 2
+        assert abs(error[good].mean()) < 0.3  # the station's bias
+        assert 0.08 < error[good].std() < 0.2  # the noise
+        assert (np.abs(error[~good]) > 2.9).all()  # flagged values are clearly wrong
+        assert (rows.quality_flag == 4).sum() == 3 and (rows.quality_flag == 3).sum() == 2
+
+
+def test_hourly_currents_add_a_semidiurnal_tide() -> None:
+    currents = make_demo_currents_hourly(hours=72)
+    assert dict(currents.sizes) == {"time": 72, "lat": 25, "lon": 41}
+    steps = np.diff(currents.indexes["time"].values).astype("timedelta64[m]").astype(int)
+    assert set(steps) == {60}
+    assert currents.uo.attrs["standard_name"] == "eastward_sea_water_velocity"
+    assert currents.vo.attrs["units"] == "m s-1"
+    u = currents.uo.sel(lat=45.0, lon=-4.0).values
+    half_period = np.sqrt(np.mean((u[6:] - u[:-6]) ** 2))
+    full_period = np.sqrt(np.mean((u[12:] - u[:-12]) ** 2))
+    assert full_period < 0.5 * half_period
+    assert currents.identical(make_demo_currents_hourly(hours=72))
+
+
+def test_winds_are_cf_and_carry_a_storm() -> None:
+    winds = make_demo_winds()
+    assert dict(winds.sizes) == {"time": 240, "lat": 13, "lon": 21}
+    for name in ("eastward_wind", "northward_wind"):
+        assert winds[name].attrs["standard_name"] == name and winds[name].attrs["units"] == "m s-1"
+    assert float(winds.height) == 10.0 and winds.height.attrs["units"] == "m"
+    speed = np.hypot(winds.eastward_wind, winds.northward_wind)
+    daily_max = speed.max(("lat", "lon")).resample(time="1D").max().values
+    assert daily_max[:3].max() < 12.0 and daily_max[4:7].max() > 15.0
+    assert 3.0 < float(speed.isel(time=slice(0, 48)).mean()) < 8.0
+    assert winds.identical(make_demo_winds())
+    assert dict(make_demo_winds(hours=24, step_hours=3).sizes)["time"] == 8
+
+
+@pytest.fixture(scope="module")
+def data_space(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path], float]:
+    root = tmp_path_factory.mktemp("data")
+    started = time.perf_counter()
+    paths = write_demo_data_space(root)
+    return root, paths, time.perf_counter() - started
+
+
+def test_data_space_files_sizes_and_time(data_space: tuple[Path, list[Path], float]) -> None:
+    root, paths, elapsed = data_space
+    names = sorted(path.relative_to(root).as_posix() for path in paths)
+    assert names == ["demo/README.md", "demo/biscay_buoys.csv", "demo/biscay_buoys.parquet",
+                     "demo/biscay_currents_hourly.nc", "demo/biscay_ocean.nc", "demo/biscay_winds.nc"]
+    assert (root / "demo" / "VERSION").read_text().strip() == demo_data.DATA_SPACE_VERSION
+    total = sum(path.stat().st_size for path in paths)
+    assert total < 30_000_000
+    assert elapsed < 10.0
+    assert not [path for path in (root / "demo").iterdir() if path.name.endswith(".tmp")]
+
+
+def test_data_space_contents(data_space: tuple[Path, list[Path], float]) -> None:
+    root = data_space[0] / "demo"
+    with xr.open_dataset(root / "biscay_ocean.nc") as ocean:
+        times = ocean.indexes["time"]
+        assert times[0].isoformat() == "2020-01-01T00:00:00"
+        assert times[-1].isoformat() == "2023-12-31T00:00:00"
+        assert set(ocean.data_vars) == set(VARIABLES)
+        event = _box_mean(ocean, "2022-07-18", "2022-08-07")
+        normal = np.mean([_box_mean(ocean, f"{year}-07-18", f"{year}-08-07") for year in (2020, 2021, 2023)])
+        assert event - normal == pytest.approx(demo_data.HEATWAVE_AMPLITUDE_C, abs=0.5)
+    csv = pd.read_csv(root / "biscay_buoys.csv")
+    parquet = pd.read_parquet(root / "biscay_buoys.parquet")
+    assert pd.api.types.is_datetime64_any_dtype(parquet.time)
+    assert parquet.time.dt.strftime("%Y-%m-%d").tolist() == csv.time.tolist()
+    pd.testing.assert_frame_equal(parquet.drop(columns="time"), csv.drop(columns="time"),
+                                  check_dtype=False)
+    with xr.open_dataset(root / "biscay_currents_hourly.nc") as currents:
+        assert currents.sizes["time"] == demo_data.DRIFT_PERIOD_HOURS
+    with xr.open_dataset(root / "biscay_winds.nc") as winds:
+        assert winds.indexes["time"][0] == currents.indexes["time"][0]
+    readme = (root / "README.md").read_text()
+    for name in ("biscay_ocean.nc", "biscay_currents_hourly.nc", "biscay_winds.nc", "biscay_buoys.csv",
+                 "eastward_wind", "quality_flag", "2022-07-18", "2022-08-07", "GASCOGNE"):
+        assert name in readme
+
+
+def test_data_space_is_idempotent_and_versioned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = write_demo_data_space(tmp_path)
+    stamps = {path: path.stat().st_mtime_ns for path in paths}
+    started = time.perf_counter()
+    assert write_demo_data_space(tmp_path) == paths
+    assert time.perf_counter() - started < 0.1
+    assert {path: path.stat().st_mtime_ns for path in paths} == stamps
+    winds = tmp_path / "demo" / "biscay_winds.nc"
+    winds.unlink()
+    write_demo_data_space(tmp_path)
+    assert winds.exists()
+    assert all(path.stat().st_mtime_ns == stamps[path] for path in paths if path != winds)
+    monkeypatch.setattr(demo_data, "DATA_SPACE_VERSION", "999")
+    write_demo_data_space(tmp_path)
+    assert all(path.stat().st_mtime_ns != stamps[path] for path in paths)
+    assert (tmp_path / "demo" / "VERSION").read_text().strip() == "999"

@@ -12,8 +12,10 @@ import pytest
 import xarray as xr
 
 from blocks.library.demo_data import make_demo_dataset
-from blocks.library.ocean import area_mean, subset
+from blocks.library.ocean import area_mean, subset, subset_with_depth
+from blocks.registry import discover
 from blocks.runner import BlockInputError
+from blocks.types import known_types
 from tests.blocks.sample_blocks import call
 
 
@@ -215,3 +217,138 @@ def test_area_mean_errors(tmp_path: Path) -> None:
 def test_area_mean_requires_the_variable_parameter(tmp_path: Path) -> None:
     with pytest.raises(BlockInputError, match=r"params/\(root\): 'variable' is a required property"):
         call(area_mean, {"dataset": grid([0.0], [0.0], DAYS)}, {}, tmp_path)
+
+
+# ---- ocean.subset 1.1.0 -------------------------------------------------------------------------
+
+LEVELS = [0.5, 5.0, 10.0, 50.0]
+
+
+def layered(levels: list[float] = LEVELS, depth_attrs: dict | None = None) -> xr.Dataset:
+    """grid() with a depth dimension; sst equals the level's depth, so selections are easy to check."""
+    dataset = grid([40.0, 41.0], [0.0, 1.0], DAYS[:2])
+    depth = xr.DataArray(levels, dims="depth", attrs=depth_attrs or {"positive": "down", "units": "m"})
+    dataset = dataset.expand_dims(depth=depth).transpose("time", "depth", "lat", "lon")
+    dataset["depth"].attrs.update(depth.attrs)
+    return dataset.assign(sst=dataset.sst * 0 + dataset.depth)
+
+
+def run_subset_11(
+    tmp_path: Path, dataset: xr.Dataset, events: list | None = None, **params: Any
+) -> xr.Dataset:
+    emit = None if events is None else events.append
+    return call(subset_with_depth, {"dataset": dataset}, params, tmp_path, emit=emit)["dataset"]
+
+
+def test_both_subset_versions_are_registered() -> None:
+    registry = discover()
+    assert registry.errors == [] or all("ocean" not in error for error in registry.errors)
+    assert {"1.0.0", "1.1.0"} <= set(registry.versions("ocean.subset"))
+    assert registry.get("ocean.subset", "1.0.0") is subset
+    assert registry.get("ocean.subset", "1.1.0") is subset_with_depth
+    subset_with_depth.spec.check(known_types())
+    assert "depth_min" not in subset.spec.parameters["properties"]
+
+
+def test_subset_depth_range(tmp_path: Path) -> None:
+    result = run_subset_11(tmp_path, layered(), depth_min=1, depth_max=20, lat_min=41)
+    assert result.depth.values.tolist() == [5.0, 10.0]
+    assert result.lat.values.tolist() == [41.0]
+    np.testing.assert_array_equal(result.sst.values[0, :, 0, 0], [5.0, 10.0])
+    assert result.depth.attrs["positive"] == "down"
+    history = result.attrs["history"]
+    assert re.search(r"ocean\.subset 1\.1\.0 \(depth_max=20, depth_min=1, lat_min=41\)", history)
+    assert run_subset_11(tmp_path, layered(), depth_min=10).depth.values.tolist() == [10.0, 50.0]
+    assert run_subset_11(tmp_path, layered(), depth_max=10).depth.values.tolist() == [0.5, 5.0, 10.0]
+
+
+def test_subset_same_depths_take_the_nearest_level(tmp_path: Path) -> None:
+    events: list[dict] = []
+    result = run_subset_11(tmp_path, layered(), events, depth_min=7, depth_max=7)
+    assert result.depth.values.tolist() == [5.0]
+    assert {"kind": "log", "level": "info", "message": "depth 7 m: nearest level 5 m"} in events
+    assert run_subset_11(tmp_path, layered(), depth_min=0, depth_max=0).depth.values.tolist() == [0.5]
+
+
+def test_subset_depth_counted_upwards(tmp_path: Path) -> None:
+    heights = layered([-0.5, -5.0, -10.0, -50.0], {"positive": "up"})
+    assert run_subset_11(tmp_path, heights, depth_min=1, depth_max=20).depth.values.tolist() == [-5.0, -10.0]
+    assert run_subset_11(tmp_path, heights, depth_min=40, depth_max=40).depth.values.tolist() == [-50.0]
+
+
+@pytest.mark.parametrize(("dataset", "params", "message"), [
+    (grid([40.0], [0.0], DAYS), {"depth_min": 5},
+     "depth_min/depth_max: the dataset has no depth dimension; its dimensions are time, lat, lon"),
+    (layered(), {"depth_min": 20, "depth_max": 10}, "depth_min (20) must not be greater than depth_max (10)"),
+    (layered(), {"depth_min": 1, "depth_max": 2},
+     "empty selection: depth_min=1, depth_max=2 keeps no depth levels; the levels are 0.5, 5, 10, 50 (give "
+     "the same depth_min and depth_max to take the nearest level)"),
+    (layered(list(np.arange(1.0, 30.0))), {"depth_min": 100},
+     "empty selection: depth_min=100 keeps no depth levels; the levels cover 1 to 29"),
+])
+def test_subset_depth_errors(tmp_path: Path, dataset: xr.Dataset, params: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        run_subset_11(tmp_path, dataset, **params)
+
+
+def test_subset_depth_schema(tmp_path: Path) -> None:
+    with pytest.raises(BlockInputError, match=r"params/depth_min: -5 is less than the minimum of 0"):
+        run_subset_11(tmp_path, layered(), depth_min=-5)
+    with pytest.raises(BlockInputError, match=r"Additional properties.*'depth_min'"):
+        run_subset(tmp_path, layered(), depth_min=5)  # 1.0.0 is unchanged
+
+
+def test_subset_accepts_latitude_longitude_names(tmp_path: Path) -> None:
+    dataset = grid([40.0, 41.0, 42.0], [0.0, 1.0], DAYS).rename(lat="latitude", lon="longitude")
+    result = run_subset_11(tmp_path, dataset, lat_min=41, lon_max=0.5)
+    assert result.latitude.values.tolist() == [41.0, 42.0] and result.longitude.values.tolist() == [0.0]
+
+
+def test_subset_converts_longitudes_to_the_dataset_convention(tmp_path: Path) -> None:
+    lon = [float(value) for value in range(0, 360, 10)]
+    dataset = grid([40.0], lon, DAYS[:1], np.array(lon)[None, None, :])  # sst equals the 0-360 longitude
+    inside = run_subset_11(tmp_path, dataset, lon_min=10, lon_max=40)
+    assert inside.lon.values.tolist() == [10.0, 20.0, 30.0, 40.0]
+    west = run_subset_11(tmp_path, dataset, lon_min=-40, lon_max=-20)
+    assert west.lon.values.tolist() == [-40.0, -30.0, -20.0]
+    assert west.sst.values[0, 0].tolist() == [320.0, 330.0, 340.0]
+    across = run_subset_11(tmp_path, dataset, lon_min=-20, lon_max=20)
+    assert across.lon.values.tolist() == [-20.0, -10.0, 0.0, 10.0, 20.0]
+    assert across.sst.values[0, 0].tolist() == [340.0, 350.0, 0.0, 10.0, 20.0]
+    assert across.lon.attrs == {"standard_name": "longitude"}
+    assert run_subset_11(tmp_path, dataset, lon_min=-20).lon.values.tolist() == [340.0, 350.0]
+
+
+def test_subset_crosses_the_date_line_of_a_180_dataset(tmp_path: Path) -> None:
+    lon = [float(value) for value in range(-180, 180, 10)]
+    dataset = grid([40.0], lon, DAYS[:1], np.array(lon)[None, None, :])
+    result = run_subset_11(tmp_path, dataset, lon_min=160, lon_max=200)
+    assert result.lon.values.tolist() == [160.0, 170.0, 180.0, 190.0, 200.0]
+    assert result.sst.values[0, 0].tolist() == [160.0, 170.0, -180.0, -170.0, -160.0]
+    east = run_subset_11(tmp_path, dataset, lon_min=190, lon_max=210)
+    assert east.lon.values.tolist() == [190.0, 200.0, 210.0]
+    one_sided = run_subset_11(tmp_path, dataset, lon_min=340)  # 340 is -20 in this dataset
+    assert one_sided.lon.values.tolist() == [float(value) for value in range(-20, 180, 10)]
+    assert run_subset_11(tmp_path, dataset, lon_min=-180, lon_max=180).sizes["lon"] == 36
+    with pytest.raises(ValueError, match=re.escape(
+            "empty selection: lon_min=181, lon_max=182 keeps no lon values; the data covers -180 to 170")):
+        run_subset_11(tmp_path, dataset, lon_min=181, lon_max=182)
+
+
+def test_subset_11_keeps_the_10_behaviour_elsewhere(tmp_path: Path) -> None:
+    dataset = grid([40.0, 40.5, 41.0, 41.5, 42.0], [-2.0, -1.0, 0.0, 1.0], DAYS)
+    params = {"lat_min": 40.2, "lat_max": 41.5, "lon_min": -1, "lon_max": 0.5, "start": "2021-01-02",
+              "end": "2021-01-04", "variables": ["sst"]}
+    old, new = run_subset(tmp_path, dataset, **params), run_subset_11(tmp_path, dataset, **params)
+    xr.testing.assert_identical(old.drop_attrs(), new.drop_attrs())
+    with pytest.raises(ValueError, match=re.escape("lon_min (1.0) must not be greater than lon_max (-1.0)")):
+        run_subset_11(tmp_path, dataset, lon_min=1.0, lon_max=-1.0)
+
+
+def test_subset_11_stays_lazy_on_files(tmp_path: Path) -> None:
+    path = tmp_path / "layered.nc"
+    layered().to_netcdf(path)
+    with xr.open_dataset(path) as opened:
+        result = run_subset_11(tmp_path, opened, depth_min=5, depth_max=5, lon_min=-10, lon_max=0.5)
+        assert not result.sst.variable._in_memory
+        assert result.sst.values[:, 0].tolist() == [[[5.0], [5.0]]] * 2

@@ -1,0 +1,15 @@
+"""Writes for the gallery: turning a template into a pipeline of one's own."""
+
+from apps.gallery.selectors import PipelineTemplate
+from apps.pipelines.models import Pipeline
+from apps.pipelines.services import pipeline_create
+
+
+def template_use(*, template: PipelineTemplate, owner, name: str = "") -> Pipeline:
+    """Create a pipeline from a template; raises PipelineInvalid if the catalog no longer fits it."""
+    return pipeline_create(
+        owner=owner,
+        name=name or template.title,
+        description=f"From the template “{template.title}”. {template.summary}",
+        document=template.document,
+    )

@@ -1,0 +1,90 @@
+"""The visual pipeline editor: thin views that render the page and embed what the island needs.
+
+The editor itself is a React island (frontend/, built into static/editor/); it reads the catalog,
+the compute targets and the pipeline's latest document from ``json_script`` elements and talks to
+the REST API for validation, saving, versions, templates and runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.csrf import ensure_csrf_cookie
+
+from apps.catalog.selectors import catalog_specs
+from apps.catalog.templatetags.portal import markdown
+from apps.pipelines.selectors import pipeline_get, pipeline_version_get
+from apps.runs.services import TARGETS
+from blocks.spec import CATEGORIES
+
+
+def _editor_catalog() -> dict[str, dict[str, dict[str, Any]]]:
+    """Every available block version's spec, with its markdown description rendered and sanitised."""
+    return {
+        block_id: {version: {**spec, "description_html": str(markdown(spec.get("description", "")))}
+                   for version, spec in versions.items()}
+        for block_id, versions in catalog_specs().items()
+    }
+
+
+def _render_editor(request, *, pipeline=None, document=None, template: str = ""):
+    config = {
+        "pipeline": (
+            {
+                "id": pipeline.pk,
+                "name": pipeline.name,
+                "description": pipeline.description,
+                "version": pipeline.latest_version,
+            }
+            if pipeline is not None
+            else None
+        ),
+        "template": template,
+        "targets": list(TARGETS),
+        # Delivery data spaces a run may target: [{"id", "name"}], once that feature lands.
+        "data_spaces": [],
+        "categories": list(CATEGORIES),
+        "urls": {
+            "pipelines": reverse("api-pipelines"),
+            "pipeline": reverse("api-pipeline-detail", args=[0]).replace("/0/", "/{id}/"),
+            "versions": reverse("api-pipeline-versions", args=[0]).replace("/0/", "/{id}/"),
+            "validate": reverse("api-pipeline-validate"),
+            "runs": reverse("api-pipeline-runs", args=[0]).replace("/0/", "/{id}/"),
+            "run_page": reverse("run-detail", args=[0]).replace("/0/", "/{id}/"),
+            "edit_page": reverse("pipeline-edit", args=[0]).replace("/0/", "/{id}/"),
+            "new_page": reverse("pipeline-new"),
+            "templates": "/api/templates/",
+        },
+    }
+    return render(
+        request,
+        "pipelines/editor.html",
+        {
+            "pipeline": pipeline,
+            "editor_config": config,
+            "editor_catalog": _editor_catalog(),
+            "editor_document": document,
+        },
+    )
+
+
+@login_required
+@ensure_csrf_cookie
+def pipeline_new(request):
+    """An empty editor; ``?template=<slug>`` starts from a template of the gallery."""
+    return _render_editor(request, template=request.GET.get("template", "").strip()[:200])
+
+
+@login_required
+@ensure_csrf_cookie
+def pipeline_edit(request, pipeline_id: int):
+    """The editor on the latest saved version of one of the user's pipelines (404 for others')."""
+    pipeline = pipeline_get(user=request.user, pipeline_id=pipeline_id)
+    if pipeline is None:
+        raise Http404("no such pipeline")
+    version = pipeline_version_get(pipeline=pipeline)
+    return _render_editor(request, pipeline=pipeline, document=version.document if version else None)

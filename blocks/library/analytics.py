@@ -1,0 +1,756 @@
+"""Analytics blocks: climatology and anomalies, trends, model skill and current statistics."""
+
+from __future__ import annotations
+
+import math
+from datetime import date
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from blocks.context import StepContext
+from blocks.spec import Port, block
+
+TIME_COLUMN = "time"
+DAYS_PER_YEAR = 365.2425
+CUMULATIVE_DAYS_LEAP = np.array([0, 31, 60, 91, 121, 152, 182, 213, 244, 274, 305, 335])
+"""Days before each month in a leap year: day of a 366-day year = this[month - 1] + day of month."""
+FEB29 = 60
+TIME_STEPS_PER_CHUNK = 120
+"""Gridded data are read this many time steps at a time, to bound memory and report progress."""
+MAX_THEIL_SEN_POINTS = 5000
+"""Longer series are averaged to monthly means before the Theil-Sen / Mann-Kendall trend (the pairwise
+method needs memory growing with the square of the length)."""
+SPEED_BIN_M_S = 0.001
+"""Histogram bin for percentiles of speed over large areas (exact values are used up to EXACT_LIMIT)."""
+EXACT_LIMIT = 20_000_000
+SPEED_UNITS = {"m s-1": 1.0, "m/s": 1.0, "m.s-1": 1.0, "m s**-1": 1.0, "m s^-1": 1.0, "meter second-1": 1.0,
+               "meters per second": 1.0, "metre second-1": 1.0, "cm s-1": 0.01, "cm/s": 0.01, "cm.s-1": 0.01}
+UNIT_NAMES = ("m s-1", "cm s-1")
+
+
+# ---- shared helpers ------------------------------------------------------------------------------
+
+def _columns(table: pd.DataFrame) -> str:
+    return ", ".join(map(str, table.columns)) or "none"
+
+
+def _find_coordinate(dataset: xr.Dataset | xr.DataArray, kind: str) -> str | None:
+    """Name of the 1-D dimension coordinate for time, latitude or longitude (by name, standard_name
+    or axis attribute), or None."""
+    names = {"time": ("time", "t"), "latitude": ("lat", "latitude", "nav_lat"),
+             "longitude": ("lon", "longitude", "nav_lon")}[kind]
+    axis = {"time": "T", "latitude": "Y", "longitude": "X"}[kind]
+    for name, coordinate in dataset.coords.items():
+        if coordinate.dims != (name,):
+            continue
+        attrs = coordinate.attrs
+        if str(name).lower() in names or attrs.get("standard_name") == kind or attrs.get("axis") == axis:
+            return str(name)
+    return None
+
+
+def _iso(times: pd.Index | np.ndarray | list[Any]) -> list[str]:
+    """Dates (YYYY-MM-DD) when every time is at midnight, full ISO timestamps otherwise."""
+    values = [pd.Timestamp(t) if not hasattr(t, "strftime") else t for t in list(times)]
+    daily = all((t.hour, t.minute, t.second) == (0, 0, 0) for t in values)
+    return [t.strftime("%Y-%m-%d") if daily else t.isoformat() for t in values]
+
+
+def _parse_date(name: str, value: str) -> pd.Timestamp:
+    try:
+        return pd.Timestamp(date.fromisoformat(value))
+    except ValueError:
+        raise ValueError(f"{name}: {value!r} is not a date (expected YYYY-MM-DD)") from None
+
+
+def _day_of_366_year(month: np.ndarray, day: np.ndarray) -> np.ndarray:
+    """1 January = 1, 29 February = 60, 1 March = 61 in every year, 31 December = 366."""
+    return CUMULATIVE_DAYS_LEAP[np.asarray(month) - 1] + np.asarray(day)
+
+
+def _grouped_mean(variable: xr.DataArray, time: str, positions: np.ndarray, key: np.ndarray,
+                  size: int) -> np.ndarray:
+    """Mean over time of ``variable`` (time first) at ``positions``, per group ``key`` (0..size-1),
+    ignoring NaN; read TIME_STEPS_PER_CHUNK steps at a time. Groups without data are NaN."""
+    shape = (size, *variable.shape[1:])
+    sums, counts = np.zeros(shape), np.zeros(shape)
+    for first in range(0, positions.size, TIME_STEPS_PER_CHUNK):
+        chosen = positions[first:first + TIME_STEPS_PER_CHUNK]
+        values = variable.isel({time: chosen}).values.astype(np.float64)
+        valid = ~np.isnan(values)
+        np.add.at(sums, key[chosen], np.where(valid, values, 0.0))
+        np.add.at(counts, key[chosen], valid)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+def _circular_running_mean(values: np.ndarray, width: int) -> np.ndarray:
+    """Centred running mean of odd ``width`` along axis 0, which is periodic (the climatological year)."""
+    if width <= 1:
+        return values
+    half = width // 2
+    wrapped = np.concatenate([values[-half:], values, values[:half]], axis=0)
+    total = np.cumsum(np.concatenate([np.zeros((1, *values.shape[1:])), wrapped], axis=0), axis=0)
+    return (total[width:] - total[:-width]) / width
+
+
+def _time_table(table: pd.DataFrame, name: str = "series") -> pd.DatetimeIndex:
+    if TIME_COLUMN not in table.columns:
+        raise ValueError(f"{name}: the table has no 'time' column; columns: {_columns(table)}")
+    if table.empty:
+        raise ValueError(f"{name}: the table has no rows")
+    try:
+        times = pd.DatetimeIndex(pd.to_datetime(table[TIME_COLUMN]))
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"{name}: the 'time' column holds values that are not dates ({error})") from None
+    if times.tz is not None:
+        times = times.tz_convert("UTC").tz_localize(None)
+    if times.hasnans:
+        raise ValueError(f"{name}: the 'time' column has empty values")
+    return times
+
+
+def _numeric_columns(table: pd.DataFrame, wanted: list[str] | None, parameter: str = "columns") -> list[str]:
+    numeric = [str(name) for name in table.columns
+               if name != TIME_COLUMN and pd.api.types.is_numeric_dtype(table[name])]
+    if not wanted:
+        if not numeric:
+            raise ValueError(f"{parameter}: the table has no numeric column; columns: {_columns(table)}")
+        return numeric
+    for name in wanted:
+        if name not in table.columns:
+            raise ValueError(f"{parameter}: {name!r} is not in the table; available: {_columns(table)}")
+        if name not in numeric:
+            raise ValueError(f"{parameter}: {name!r} holds {table[name].dtype} values, not numbers")
+    return list(wanted)
+
+
+def _with_history(dataset: xr.Dataset, line: str) -> xr.Dataset:
+    stamp = pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+    previous = str(dataset.attrs.get("history", "")).rstrip("\n")
+    entry = f"{stamp} {line}"
+    return dataset.assign_attrs(history=f"{previous}\n{entry}" if previous else entry)
+
+
+# ---- analytics.climatology -----------------------------------------------------------------------
+
+def _climatology_variables(dataset: xr.Dataset, time: str, variable: str | None) -> list[str]:
+    known = [str(name) for name in dataset.data_vars]
+    if variable:
+        if variable not in dataset.data_vars:
+            raise ValueError(f"variable: {variable!r} is not in the dataset; available: {', '.join(known)}")
+        if time not in dataset[variable].dims:
+            raise ValueError(f"variable: {variable!r} has no time dimension; dimensions: "
+                             f"{', '.join(map(str, dataset[variable].dims))}")
+        if not np.issubdtype(dataset[variable].dtype, np.number):
+            raise ValueError(f"variable: {variable!r} holds {dataset[variable].dtype} values, not numbers")
+        return [variable]
+    chosen = [name for name in known
+              if time in dataset[name].dims and np.issubdtype(dataset[name].dtype, np.number)]
+    if not chosen:
+        raise ValueError(f"variable: the dataset has no numeric variable with a time dimension; "
+                         f"variables: {', '.join(known) or 'none'}")
+    return chosen
+
+
+@block(
+    id="analytics.climatology",
+    version="1.0.0",
+    title="Climatology and anomalies",
+    category="analytics",
+    inputs=(Port("dataset", "dataset", "Dataset", "A dataset with a time dimension (gridded or not)."),),
+    outputs=(
+        Port("climatology", "dataset", "Climatology",
+             "The normal value for each day of the year (or month) over the baseline period."),
+        Port("anomalies", "dataset", "Anomalies",
+             "The data minus the climatology of its day of the year (or month), at every time."),
+    ),
+    parameters={
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "variable": {"type": "string", "minLength": 1, "title": "Variable",
+                         "description": "Variable to analyse, e.g. sst. Empty: every numeric variable "
+                                        "with a time dimension."},
+            "baseline_start": {"type": "string", "format": "date", "title": "Baseline start",
+                               "description": "First day of the reference period, YYYY-MM-DD. Empty: the "
+                                              "start of the data."},
+            "baseline_end": {"type": "string", "format": "date", "title": "Baseline end",
+                             "description": "Last day of the reference period, YYYY-MM-DD. Empty: the end "
+                                            "of the data."},
+            "period": {"type": "string", "enum": ["day_of_year", "month"], "default": "day_of_year",
+                       "title": "Climatology per",
+                       "description": "A normal value for each day of the year or for each calendar "
+                                      "month."},
+            "smooth_days": {"type": "integer", "minimum": 0, "maximum": 365, "default": 31,
+                            "title": "Smoothing window (days)",
+                            "description": "Day-of-year climatologies are smoothed with a running mean "
+                                           "of this many days (odd), wrapping around the new year; "
+                                           "0: no smoothing. Not used for monthly climatologies."},
+        },
+    },
+)
+def climatology(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, xr.Dataset]:
+    """Compute the normal seasonal cycle of a variable over a reference period, and the departure from
+    normal (anomaly) at every time.
+
+    **What goes in:** a dataset with a time dimension (gridded, or a time series at points), the
+    variable (default: every numeric variable with a time dimension), the baseline period (default:
+    all the data) and whether the climatology is per day of the year or per calendar month.
+
+    **What comes out:**
+
+    * `climatology`: for each day of the year (dimension `dayofyear`, 1-366) or month (`month`,
+      1-12), the mean over all baseline years, with the same grid, units and descriptions as the input.
+    * `anomalies`: the input minus the climatology of the corresponding day or month, over the
+      **whole** period of the input (not only the baseline), in the same units.
+
+    **Method:** the mean of all baseline values falling on each calendar day (or month), ignoring
+    missing values. Day-of-year climatologies use a 366-day calendar in which 1 March is always day
+    61; **29 February** gets the average of the 28 February and 1 March climatologies (so leap days
+    neither lack a normal value nor rest on a quarter of the samples), as in the reference marine
+    heatwave code of Hobday et al. (2016). Daily values are noisy with few years, so the day-of-year
+    climatology is then smoothed with a 31-day running mean that wraps around the new year
+    (`smooth_days`, 0 to switch off). Large datasets are processed in pieces and not held in memory.
+    """
+    source = inputs["dataset"]
+    time = _find_coordinate(source, "time")
+    if time is None:
+        raise ValueError("dataset: no time coordinate found (looked for 'time' or standard_name 'time')")
+    names = _climatology_variables(source, time, params.get("variable"))
+    period, smooth = params["period"], int(params["smooth_days"])
+    if period == "day_of_year" and smooth > 1 and smooth % 2 == 0:
+        raise ValueError(f"smooth_days: {smooth} is even; use an odd number of days (e.g. 31), or 0")
+    if source.sizes[time] == 0:
+        raise ValueError("dataset: the time dimension is empty")
+    index = source.indexes[time]
+    first, last = index.min(), index.max()
+    covers = f"the data covers {_iso([first])[0][:10]} to {_iso([last])[0][:10]}"
+    start = _parse_date("baseline_start", params["baseline_start"]) if params.get("baseline_start") else None
+    end = _parse_date("baseline_end", params["baseline_end"]) if params.get("baseline_end") else None
+    if start is not None and end is not None and start > end:
+        raise ValueError(f"baseline_start ({start:%Y-%m-%d}) must not be after baseline_end ({end:%Y-%m-%d})")
+    if start is not None and not (pd.Timestamp(first).normalize() <= start <= pd.Timestamp(last)):
+        raise ValueError(f"baseline_start ({start:%Y-%m-%d}) is outside the data; {covers}")
+    if end is not None and not (pd.Timestamp(first).normalize() <= end <= pd.Timestamp(last)):
+        raise ValueError(f"baseline_end ({end:%Y-%m-%d}) is outside the data; {covers}")
+
+    month = source[time].dt.month.values
+    if period == "day_of_year":
+        dim, size = "dayofyear", 366
+        key = _day_of_366_year(month, source[time].dt.day.values) - 1
+    else:
+        dim, size, key = "month", 12, np.asarray(month) - 1
+    upper = None if end is None else end + pd.Timedelta(days=1) - pd.Timedelta(microseconds=1)
+    positions = np.arange(source.sizes[time])[source.indexes[time].slice_indexer(start, upper)]
+    base_times = source.indexes[time][positions]
+    base = f"{_iso([base_times.min()])[0][:10]} to {_iso([base_times.max()])[0][:10]}"
+    present = set(np.unique(key[positions]).tolist())
+    expected = set(range(size)) - ({FEB29 - 1} if dim == "dayofyear" else set())
+    if not expected <= present:
+        lacking = sorted(expected - present)
+        what = "days of the year" if dim == "dayofyear" else "months"
+        raise ValueError(
+            f"baseline: {len(lacking)} {what} have no data in the baseline period (e.g. {lacking[0] + 1}); "
+            f"the baseline must cover at least one full year; {covers}")
+
+    means = {}
+    for number, name in enumerate(names):
+        variable = source[name].transpose(time, ...)
+        means[name] = _grouped_mean(variable, time, positions, key, size)
+        if np.isnan(means[name]).all():
+            raise ValueError(f"variable: {name!r} has no valid values (all missing) in the baseline period")
+        if dim == "dayofyear":
+            means[name][FEB29 - 1] = 0.5 * (means[name][FEB29 - 2] + means[name][FEB29])
+            means[name] = _circular_running_mean(means[name], smooth)
+        ctx.progress(0.1 + 0.5 * (number + 1) / len(names), f"climatology of {name}")
+    chosen = ", ".join(f"{k}={params[k]}" for k in sorted(params) if params.get(k) is not None)
+    label = "day of year (366-day calendar, 1 March = 61)" if dim == "dayofyear" else "calendar month"
+    clim = xr.Dataset(coords={dim: (dim, np.arange(1, size + 1), {"long_name": label})})
+    anomalies = xr.Dataset()
+    for name in names:
+        variable = source[name].transpose(time, ...)
+        others = variable.dims[1:]
+        coords = {c: value for c, value in source[name].coords.items() if time not in value.dims}
+        clim[name] = xr.DataArray(means[name].astype(np.result_type(variable.dtype, np.float32)),
+                                  dims=(dim, *others), coords=coords, attrs=dict(source[name].attrs))
+        # Whole grid per piece (the climatology table is indexed per time step), time in pieces.
+        lazy = variable.chunk({time: variable.chunks[0] if variable.chunks else TIME_STEPS_PER_CHUNK,
+                               **{other: -1 for other in others}})
+        groups = xr.DataArray(key, dims=time, coords={time: source[time]}).chunk({time: lazy.chunks[0]})
+        table = means[name]
+        difference = xr.apply_ufunc(
+            lambda block, index, table=table: block - table[index.reshape(-1)],
+            lazy, groups, dask="parallelized", output_dtypes=[np.result_type(variable.dtype, np.float32)])
+        attrs = dict(source[name].attrs)
+        attrs["long_name"] = f"{attrs.get('long_name', name)} anomaly"
+        attrs.pop("standard_name", None)
+        attrs["comment"] = f"departure from the {period.replace('_', ' ')} climatology of {base}"
+        anomalies[name] = difference.transpose(*source[name].dims).assign_attrs(attrs)
+    attrs = {k: v for k, v in source.attrs.items() if k != "history"}
+    attrs.update(climatology_baseline=base, history=str(source.attrs.get("history", "")))
+    clim = _with_history(clim.assign_attrs(attrs), f"analytics.climatology 1.0.0 ({chosen})")
+    anomalies = _with_history(anomalies.assign_attrs(source.attrs),
+                              f"analytics.climatology 1.0.0 anomalies ({chosen})")
+    ctx.progress(1.0, f"climatology over {base}")
+    return {"climatology": clim, "anomalies": anomalies}
+
+
+# ---- analytics.trend -----------------------------------------------------------------------------
+
+def _theil_sen_mann_kendall(years: np.ndarray, values: np.ndarray, alpha: float) -> dict[str, float]:
+    import pymannkendall
+    from scipy.stats import theilslopes
+
+    slope, _, low, high = theilslopes(values, years, alpha=1.0 - alpha)
+    test = pymannkendall.original_test(values, alpha=alpha)
+    return {"slope": float(slope), "low": float(low), "high": float(high), "p": float(test.p)}
+
+
+def _ols_hac(years: np.ndarray, values: np.ndarray, alpha: float) -> dict[str, float]:
+    import statsmodels.api as sm
+
+    lags = int(math.floor(4 * (values.size / 100.0) ** (2.0 / 9.0)))
+    model = sm.OLS(values, sm.add_constant(years - years.mean()))
+    fit = model.fit(cov_type="HAC", cov_kwds={"maxlags": lags})
+    low, high = fit.conf_int(alpha=alpha)[1]
+    return {"slope": float(fit.params[1]), "low": float(low), "high": float(high), "p": float(fit.pvalues[1])}
+
+
+@block(
+    id="analytics.trend",
+    version="1.0.0",
+    title="Trend of a time series",
+    category="analytics",
+    inputs=(Port("series", "table", "Time series", "A table with a 'time' column and numeric columns."),),
+    outputs=(Port("trend", "table", "Trend", "One row per column: the slope, its confidence interval and "
+                                              "whether it is significant."),),
+    parameters={
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "columns": {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1,
+                        "uniqueItems": True, "title": "Columns",
+                        "description": "Columns to analyse. Empty: every numeric column."},
+            "method": {"type": "string", "enum": ["theil_sen_mann_kendall", "ols"],
+                       "default": "theil_sen_mann_kendall", "title": "Method",
+                       "description": "theil_sen_mann_kendall: robust slope and rank test (few "
+                                      "assumptions); ols: least-squares line with standard errors robust "
+                                      "to autocorrelation (Newey-West)."},
+            "alpha": {"type": "number", "exclusiveMinimum": 0, "maximum": 0.5, "default": 0.05,
+                      "title": "Significance level",
+                      "description": "A trend is significant when its p-value is below this; the "
+                                     "confidence interval is 1 - alpha (0.05: 95 %)."},
+            "deseasonalize": {"type": "boolean", "default": False, "title": "Remove the seasonal cycle",
+                              "description": "Subtract the mean of each calendar month first, so the "
+                                             "seasonal cycle does not blur the trend."},
+        },
+    },
+)
+def trend(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, pd.DataFrame]:
+    """Estimate the long-term trend of each numeric column of a time series, with its uncertainty and
+    significance.
+
+    **What goes in:** a table with a `time` column and one or more numeric columns (e.g. the output of
+    *Area mean time series*).
+
+    **What comes out:** one row per column with the `method`, the slope in units per year
+    (`slope_per_year`) and per decade, the confidence interval of the slope per year (`ci_low`,
+    `ci_high`, at 1 − `alpha`, i.e. 95 % by default), the `p_value`, whether the trend is `significant`
+    (p-value below `alpha`), the number of values used `n`, and the first and last time used.
+
+    **Methods:**
+
+    * `theil_sen_mann_kendall` (default): the Theil–Sen slope (median of the slopes between all pairs of
+      values; Sen 1968) with its confidence interval from `scipy.stats.theilslopes`, and the p-value of
+      the Mann–Kendall trend test (Mann 1945; Kendall 1975) from the `pymannkendall` package
+      (`original_test`, with the variance corrected for ties). Robust to outliers, but it assumes
+      independent values: autocorrelated data (e.g. daily temperatures) make the p-value too small, so
+      prefer monthly data or `ols`. Series longer than 5000 values are averaged to monthly means first.
+    * `ols`: ordinary least squares with heteroscedasticity- and autocorrelation-consistent (HAC,
+      Newey–West) standard errors from `statsmodels`, using
+      floor(4·(n/100)^(2/9)) lags (Newey & West 1994).
+
+    With `deseasonalize`, the mean of each calendar month (over the whole series) is subtracted first.
+    Missing values are left out.
+    """
+    table = inputs["series"]
+    times = _time_table(table)
+    columns = _numeric_columns(table, params.get("columns"))
+    method, alpha = params["method"], float(params["alpha"])
+    rows = []
+    for number, name in enumerate(columns):
+        series = pd.Series(table[name].to_numpy(dtype=np.float64), index=times).dropna().sort_index()
+        if series.empty:
+            raise ValueError(f"columns: {name!r} has no valid values (all missing)")
+        if params["deseasonalize"]:
+            series = series - series.groupby(series.index.month).transform("mean")
+        if method == "theil_sen_mann_kendall" and len(series) > MAX_THEIL_SEN_POINTS:
+            series = series.resample("MS").mean().dropna()
+            ctx.log(f"{name}: more than {MAX_THEIL_SEN_POINTS} values; using {len(series)} monthly means")
+        if len(series) < 3 or series.index.nunique() < 3:
+            raise ValueError(f"columns: {name!r} has only {len(series)} valid value(s) at distinct times; a "
+                             "trend needs at least 3")
+        years = ((series.index - series.index[0]) / pd.Timedelta(days=1)).to_numpy() / DAYS_PER_YEAR
+        values = series.to_numpy()
+        if np.ptp(values) == 0:
+            result = {"slope": 0.0, "low": 0.0, "high": 0.0, "p": 1.0}
+        elif method == "ols":
+            result = _ols_hac(years, values, alpha)
+        else:
+            result = _theil_sen_mann_kendall(years, values, alpha)
+        rows.append({
+            "column": name, "method": method, "slope_per_year": result["slope"],
+            "slope_per_decade": 10.0 * result["slope"], "ci_low": result["low"], "ci_high": result["high"],
+            "p_value": result["p"], "significant": bool(result["p"] < alpha), "n": int(values.size),
+            "start": _iso([series.index[0]])[0], "end": _iso([series.index[-1]])[0],
+        })
+        ctx.progress((number + 1) / len(columns), f"trend of {name}")
+    return {"trend": pd.DataFrame(rows)}
+
+
+# ---- analytics.skill -----------------------------------------------------------------------------
+
+def skill_scores(observed: np.ndarray, modelled: np.ndarray) -> dict[str, float]:
+    """Agreement statistics of paired values (population standard deviations, as in Taylor 2001)."""
+    n = observed.size
+    o_mean, m_mean = observed.mean(), modelled.mean()
+    o_std, m_std = observed.std(), modelled.std()
+    do, dm = observed - o_mean, modelled - m_mean
+    crmsd = math.sqrt(float(np.mean((dm - do) ** 2)))
+    correlation = float(np.mean(do * dm) / (o_std * m_std)) if o_std > 0 and m_std > 0 else math.nan
+    denominator = float(np.sum((np.abs(modelled - o_mean) + np.abs(observed - o_mean)) ** 2))
+    willmott = 1.0 - float(np.sum((modelled - observed) ** 2)) / denominator if denominator > 0 else math.nan
+    return {
+        "n": n, "mean_observed": float(o_mean), "mean_modelled": float(m_mean),
+        "bias": float(m_mean - o_mean), "rmse": math.sqrt(float(np.mean((modelled - observed) ** 2))),
+        "crmsd": crmsd, "correlation": correlation, "std_observed": float(o_std),
+        "std_modelled": float(m_std), "normalised_std": float(m_std / o_std) if o_std > 0 else math.nan,
+        "normalised_crmsd": crmsd / float(o_std) if o_std > 0 else math.nan, "willmott_d": willmott,
+        "taylor_angle_deg": math.degrees(math.acos(min(max(correlation, -1.0), 1.0)))
+        if not math.isnan(correlation) else math.nan,
+    }
+
+
+@block(
+    id="analytics.skill",
+    version="1.0.0",
+    title="Model skill against observations",
+    category="analytics",
+    inputs=(Port("matched", "table", "Matched values",
+                 "Pairs of observed and modelled values, e.g. from 'interpolate to points'."),),
+    outputs=(Port("skill", "table", "Skill", "One row per station (and one for all stations): bias, RMSE, "
+                                             "correlation, Taylor-diagram statistics."),),
+    parameters={
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "observed": {"type": "string", "minLength": 1, "default": "observed", "title": "Observed column",
+                         "description": "Column with the observed values."},
+            "modelled": {"type": "string", "minLength": 1, "default": "modelled", "title": "Modelled column",
+                         "description": "Column with the modelled values at the same place and time."},
+        },
+    },
+)
+def skill(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, pd.DataFrame]:
+    """Measure how well a model matches observations.
+
+    **What goes in:** a table of matched pairs with an `observed` and a `modelled` column, and
+    optionally `station` and `variable` columns (e.g. the output of *Interpolate to points*). Pairs with
+    a missing value on either side are left out.
+
+    **What comes out:** one row per station and one row `ALL` pooling every station (per variable when
+    there is a `variable` column), with: `n` pairs; `mean_observed`, `mean_modelled`; `bias` (mean
+    modelled − mean observed); `rmse` (root-mean-square difference); `crmsd` (centred RMS difference,
+    after removing each mean); Pearson `correlation`; `std_observed` and `std_modelled`;
+    `normalised_std` (σ modelled / σ observed); `normalised_crmsd` (CRMSD / σ observed);
+    `taylor_angle_deg` (arccos of the correlation, the angle on a Taylor diagram); and Willmott's index
+    of agreement `willmott_d` (1 perfect, 0 none).
+
+    **Method:** standard deviations use the number of pairs (not n − 1), as in Taylor (2001), so that
+    RMSE² = bias² + CRMSD² and CRMSD² = σo² + σm² − 2·σo·σm·R hold exactly. Willmott's
+    d = 1 − Σ(M−O)² / Σ(|M−Ō| + |O−Ō|)² (Willmott 1981). References: Taylor, K. E. (2001), J. Geophys.
+    Res. 106(D7), 7183-7192; Willmott, C. J. (1981), Physical Geography 2(2), 184-194.
+    """
+    table = inputs["matched"]
+    names = [params["observed"], params["modelled"]]
+    for parameter, name in zip(("observed", "modelled"), names, strict=True):
+        if name not in table.columns:
+            raise ValueError(f"{parameter}: column {name!r} is not in the table; "
+                             f"available: {_columns(table)}")
+        if not pd.api.types.is_numeric_dtype(table[name]):
+            raise ValueError(f"{parameter}: column {name!r} holds {table[name].dtype} values, not numbers")
+    pairs = table.dropna(subset=names)
+    if pairs.empty:
+        raise ValueError(f"matched: no row has both an observed and a modelled value ({len(table)} rows)")
+    groups = [column for column in ("variable", "station") if column in table.columns]
+    rows = []
+
+    def add(keys: dict[str, Any], part: pd.DataFrame) -> None:
+        rows.append({**keys, **skill_scores(part[names[0]].to_numpy(dtype=np.float64),
+                                            part[names[1]].to_numpy(dtype=np.float64))})
+
+    by_variable = pairs.groupby("variable", sort=True) if "variable" in groups else [(None, pairs)]
+    for variable, part in by_variable:
+        prefix = {"variable": variable} if "variable" in groups else {}
+        if "station" in groups:
+            for station, station_part in part.groupby("station", sort=True):
+                add({**prefix, "station": str(station)}, station_part)
+        add({**prefix, "station": "ALL"}, part)
+    ctx.progress(1.0, f"{len(rows)} row(s)")
+    return {"skill": pd.DataFrame(rows)}
+
+
+# ---- analytics.current_statistics ----------------------------------------------------------------
+
+def _velocity(dataset: xr.Dataset, parameter: str, name: str | None, standard_name: str) -> str:
+    known = [str(v) for v in dataset.data_vars]
+    if name:
+        if name not in dataset.data_vars:
+            raise ValueError(f"{parameter}: {name!r} is not in the dataset; available: {', '.join(known)}")
+        return name
+    found = [v for v in known if dataset[v].attrs.get("standard_name") == standard_name]
+    if not found:
+        raise ValueError(f"{parameter}: no variable has standard_name {standard_name!r}; name it with the "
+                         f"'{parameter}' parameter; available: {', '.join(known) or 'none'}")
+    return found[0]
+
+
+def _unit_factor(variable: xr.DataArray, parameter: str, ctx: StepContext) -> float:
+    units = str(variable.attrs.get("units", "")).strip()
+    if not units:
+        ctx.log(f"{parameter}: {variable.name!r} has no units; assuming m s-1", level="warning")
+        return 1.0
+    factor = SPEED_UNITS.get(units.lower())
+    if factor is None:
+        raise ValueError(f"{parameter}: {variable.name!r} has units {units!r}; expected a speed in "
+                         f"{' or '.join(UNIT_NAMES)}")
+    return factor
+
+
+def _site(speed_sample: xr.DataArray, lat_name: str, lon_name: str, lat: float, lon: float) -> dict[str, Any]:
+    """Indices of the grid point nearest to (lat, lon); ValueError if it is on land (no valid data)."""
+    lats, lons = speed_sample[lat_name].values, speed_sample[lon_name].values
+    la, lo = np.meshgrid(lats, lons, indexing="ij")
+    dlon = (lo - lon + 180.0) % 360.0 - 180.0
+    distance = (la - lat) ** 2 + (dlon * np.cos(np.deg2rad(lat))) ** 2
+    sea = speed_sample.transpose(lat_name, lon_name).notnull().values
+    spacing = [float(np.abs(np.diff(axis)).max(initial=0)) for axis in (lats, lons)]
+    limit = 2.0 * max(spacing)
+    if math.sqrt(float(distance.min())) > max(limit, 1e-9) and (lats.size > 1 or lons.size > 1):
+        raise ValueError(f"lat/lon: ({lat:g}, {lon:g}) is outside the grid, which covers latitudes "
+                         f"{lats.min():g} to {lats.max():g} and longitudes {lons.min():g} to {lons.max():g}")
+    i, j = np.unravel_index(np.argmin(distance), distance.shape)
+    if not sea[i, j]:
+        if not sea.any():
+            raise ValueError("lat/lon: the dataset has no valid current values at all")
+        k, m = np.unravel_index(np.argmin(np.where(sea, distance, np.inf)), distance.shape)
+        raise ValueError(
+            f"lat/lon: the nearest grid point to ({lat:g}, {lon:g}), at ({lats[i]:g}, {lons[j]:g}), is on "
+            f"land (no data); the nearest sea point is ({lats[k]:g}, {lons[m]:g})")
+    return {lat_name: int(i), lon_name: int(j)}
+
+
+def _longest_runs(exceed: np.ndarray, current: np.ndarray, best: np.ndarray, best_end: np.ndarray,
+                  offset: int) -> None:
+    """Update run-length counters (per point, over the first axis = time) in place."""
+    for step in range(exceed.shape[0]):
+        current[:] = np.where(exceed[step], current + 1, 0)
+        longer = current > best
+        best[longer] = current[longer]
+        best_end[longer] = offset + step
+
+
+@block(
+    id="analytics.current_statistics",
+    version="1.0.0",
+    title="Current speed statistics",
+    category="analytics",
+    inputs=(Port("dataset", "dataset", "Currents",
+                 "A dataset with eastward and northward sea water velocity."),),
+    outputs=(
+        Port("statistics", "table", "Statistics",
+             "Mean, median, percentiles and maximum of the speed, mean direction and data coverage."),
+        Port("exceedance", "table", "Exceedance",
+             "For each speed threshold: how often it is exceeded and the longest spell above it."),
+    ),
+    parameters={
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "u": {"type": "string", "minLength": 1, "title": "Eastward velocity variable",
+                  "description": "Empty: the variable with standard_name eastward_sea_water_velocity."},
+            "v": {"type": "string", "minLength": 1, "title": "Northward velocity variable",
+                  "description": "Empty: the variable with standard_name northward_sea_water_velocity."},
+            "lat": {"type": "number", "minimum": -90, "maximum": 90, "title": "Site latitude",
+                    "description": "Latitude of a site (degrees north); the nearest grid point is used. "
+                                   "Empty: statistics over the whole area."},
+            "lon": {"type": "number", "minimum": -180, "maximum": 360, "title": "Site longitude",
+                    "description": "Longitude of the site (degrees east)."},
+            "thresholds": {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0},
+                           "minItems": 1, "uniqueItems": True, "default": [0.1, 0.25, 0.5, 0.75, 1.0],
+                           "title": "Speed thresholds (m/s)",
+                           "description": "Speeds for the exceedance table, in metres per second."},
+        },
+    },
+)
+def current_statistics(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """Summarise ocean current speeds and directions at a site or over an area, and how often speed
+    thresholds are exceeded.
+
+    **What goes in:** a dataset with eastward and northward current velocity (found by their CF
+    standard names `eastward_sea_water_velocity` / `northward_sea_water_velocity`, or named with `u`
+    and `v`), in m/s (cm/s is converted). With `lat` and `lon`, the nearest grid point is used (the
+    step fails if that point is on land, naming the nearest sea point); without them every sea grid
+    point and time step of the area counts as one sample. A single depth level is expected (cut the
+    dataset first if it has several).
+
+    **What comes out:**
+
+    * `statistics`: one row with the site (or `area`), its grid position, the period, the number of
+      valid samples and the data `coverage` (valid samples / all samples at sea points), and the speed's
+      `mean_speed`, `median_speed`, `p90`, `p95`, `p99` and `max_speed` (m/s); `mean_u`, `mean_v` and
+      the `mean_direction_deg` of the mean current. Directions follow the **oceanographic
+      convention**: the direction the water flows *towards*, in degrees clockwise from north (90 =
+      flowing east).
+    * `exceedance`: for each threshold (default 0.1, 0.25, 0.5, 0.75 and 1 m/s): the fraction of
+      samples with a speed above it, and the longest continuous spell above it at one point (in time
+      steps and hours) with its start.
+
+    **Method:** speed = √(u² + v²) at each time step; percentiles interpolate linearly between
+    values (over very large areas they are read from a histogram with 1 mm/s bins). Data are read in
+    pieces, so large files need not fit in memory.
+    """
+    dataset = inputs["dataset"]
+    u_name = _velocity(dataset, "u", params.get("u"), "eastward_sea_water_velocity")
+    v_name = _velocity(dataset, "v", params.get("v"), "northward_sea_water_velocity")
+    u, v = dataset[u_name], dataset[v_name]
+    if u.dims != v.dims:
+        raise ValueError(f"u/v: {u_name!r} has dimensions {u.dims} but {v_name!r} has {v.dims}")
+    u_factor, v_factor = _unit_factor(u, "u", ctx), _unit_factor(v, "v", ctx)
+    time = _find_coordinate(dataset, "time")
+    if time is None or time not in u.dims:
+        raise ValueError(f"u: {u_name!r} has no time dimension; dimensions: {', '.join(map(str, u.dims))}")
+    lat_name, lon_name = _find_coordinate(dataset, "latitude"), _find_coordinate(dataset, "longitude")
+    extra = [d for d in u.dims if d not in (time, lat_name, lon_name)]
+    for dim in extra:
+        if u.sizes[dim] != 1:
+            raise ValueError(f"u: {u_name!r} has {u.sizes[dim]} levels along {dim!r}; select one level first "
+                             "(e.g. with ocean.subset)")
+    u, v = u.squeeze(extra, drop=True), v.squeeze(extra, drop=True)
+    if u.sizes[time] == 0:
+        raise ValueError("dataset: the time dimension is empty")
+    site_label, site_lat, site_lon = "area", math.nan, math.nan
+    lat, lon = params.get("lat"), params.get("lon")
+    if (lat is None) != (lon is None):
+        raise ValueError("lat/lon: give both the latitude and the longitude of the site, or neither")
+    spatial = [d for d in (lat_name, lon_name) if d in u.dims]
+    if lat is not None:
+        if lat_name not in u.dims or lon_name not in u.dims:
+            raise ValueError(f"lat/lon: {u_name!r} has no latitude/longitude dimensions to pick a site from")
+        coverage_map = (u.notnull() & v.notnull()).any(time)
+        where = _site(coverage_map.where(coverage_map), lat_name, lon_name, float(lat), float(lon))
+        u, v = u.isel(where), v.isel(where)
+        site_lat, site_lon = float(u[lat_name]), float(u[lon_name])
+        site_label = f"{site_lat:g}N {site_lon:g}E"
+        spatial = []
+    u = u.transpose(time, *spatial)
+    v = v.transpose(time, *spatial)
+    times = dataset.indexes[time]
+    steps = u.sizes[time]
+    thresholds = sorted(float(t) for t in params["thresholds"])
+    step_hours = float(np.median(np.diff(times.values).astype("timedelta64[s]").astype(np.float64))) / 3600 \
+        if steps > 1 else math.nan
+
+    point_shape = tuple(u.sizes[d] for d in spatial) or (1,)
+    sea = np.zeros(point_shape, dtype=bool)
+    sums = {"u": 0.0, "v": 0.0, "speed": 0.0}
+    valid = 0
+    peak = -math.inf
+    exact: list[np.ndarray] = []
+    histogram: np.ndarray | None = None
+    above = np.zeros(len(thresholds), dtype=np.int64)
+    current = np.zeros((len(thresholds), *point_shape), dtype=np.int64)
+    best = np.zeros_like(current)
+    best_end = np.full_like(current, -1)
+    for first in range(0, steps, TIME_STEPS_PER_CHUNK):
+        part = slice(first, first + TIME_STEPS_PER_CHUNK)
+        uu = u.isel({time: part}).values.astype(np.float64).reshape(-1, *point_shape) * u_factor
+        vv = v.isel({time: part}).values.astype(np.float64).reshape(-1, *point_shape) * v_factor
+        speed = np.hypot(uu, vv)
+        ok = ~np.isnan(speed)
+        sea |= ok.any(axis=0)
+        valid += int(ok.sum())
+        sums["u"] += float(uu[ok].sum())
+        sums["v"] += float(vv[ok].sum())
+        sums["speed"] += float(speed[ok].sum())
+        values = speed[ok]
+        if values.size:
+            peak = max(peak, float(values.max()))
+        if histogram is None and valid <= EXACT_LIMIT:
+            exact.append(values)
+        else:
+            if histogram is None:
+                histogram = np.zeros(0, dtype=np.int64)
+                for kept in exact:
+                    histogram = _add_to_histogram(histogram, kept)
+                exact = []
+            histogram = _add_to_histogram(histogram, values)
+        for k, threshold in enumerate(thresholds):
+            exceed = np.where(ok, speed > threshold, False)
+            above[k] += int(exceed.sum())
+            _longest_runs(exceed, current[k], best[k], best_end[k], first)
+        ctx.progress(min(first + TIME_STEPS_PER_CHUNK, steps) / steps, "reading currents")
+    if valid == 0:
+        raise ValueError(f"u/v: {u_name!r} and {v_name!r} have no valid values (all missing)"
+                         + (f" at {site_label}" if site_label != "area" else ""))
+    if histogram is not None:
+        percentiles = _histogram_percentiles(histogram, (50, 90, 95, 99))
+        ctx.log(f"{valid} samples: percentiles taken from a histogram with {SPEED_BIN_M_S} m/s bins")
+    else:
+        pooled = np.concatenate(exact).astype(np.float64)
+        percentiles = np.percentile(pooled, (50, 90, 95, 99)).tolist()
+    mean_u, mean_v = sums["u"] / valid, sums["v"] / valid
+    period = _iso([times[0], times[-1]])
+    statistics = pd.DataFrame([{
+        "site": site_label, "lat": site_lat, "lon": site_lon, "start": period[0], "end": period[1],
+        "n_valid": valid, "coverage": valid / (steps * max(int(sea.sum()), 1)),
+        "mean_speed": sums["speed"] / valid, "median_speed": percentiles[0], "p90": percentiles[1],
+        "p95": percentiles[2], "p99": percentiles[3], "max_speed": peak, "mean_u": mean_u, "mean_v": mean_v,
+        "mean_direction_deg": float(np.degrees(np.arctan2(mean_u, mean_v)) % 360.0),
+    }])
+    rows = []
+    for k, threshold in enumerate(thresholds):
+        longest = int(best[k].max()) if best[k].size else 0
+        start = ""
+        if longest > 0:
+            flat = int(np.argmax(best[k]))
+            end_step = int(np.ravel(best_end[k])[flat])
+            start = _iso([times[end_step - longest + 1]])[0]
+        rows.append({
+            "threshold_m_s": threshold, "fraction_exceeded": above[k] / valid,
+            "longest_steps": longest, "longest_hours": longest * step_hours, "longest_start": start,
+        })
+    return {"statistics": statistics, "exceedance": pd.DataFrame(rows)}
+
+
+def _add_to_histogram(histogram: np.ndarray, values: np.ndarray) -> np.ndarray:
+    bins = np.floor(np.asarray(values, dtype=np.float64) / SPEED_BIN_M_S).astype(np.int64)
+    counts = np.bincount(bins, minlength=histogram.size)
+    if counts.size > histogram.size:
+        histogram = np.concatenate([histogram, np.zeros(counts.size - histogram.size, dtype=np.int64)])
+    histogram[: counts.size] += counts
+    return histogram
+
+
+def _histogram_percentiles(histogram: np.ndarray, percentiles: tuple[int, ...]) -> list[float]:
+    cumulative = np.cumsum(histogram)
+    total = cumulative[-1]
+    result = []
+    for p in percentiles:
+        index = int(np.searchsorted(cumulative, p / 100.0 * total))
+        result.append((index + 0.5) * SPEED_BIN_M_S)
+    return result

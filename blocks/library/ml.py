@@ -1,0 +1,541 @@
+"""Machine-learning blocks for time series: forecasting with a backtest, and anomaly detection."""
+
+from __future__ import annotations
+
+import time as clock
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+from blocks.context import StepContext
+from blocks.spec import Port, Resources, block
+
+TIME_COLUMN = "time"
+DAY = pd.Timedelta(days=1)
+YEAR_DAYS = 365.25
+FOURIER_HARMONICS = 3
+"""Yearly cycle as sines and cosines of 1, 2 and 3 cycles per year: smooth but not only sinusoidal."""
+MIN_TRAINING_DAYS = 90
+"""Fewest days a model is fitted on (per backtest fold, too)."""
+GB_LAGS = (1, 2, 3, 4, 5, 6, 7, 14, 21, 28)
+"""Past days (before the forecast origin) used as features by the gradient-boosting method."""
+GB_ITERATIONS = 100
+GB_MAX_TRAINING_ORIGINS = 730
+"""Gradient boosting learns from at most the latest this many forecast origins, to bound the time."""
+OBSERVATION_COLUMNS = ("station", "time", "variable", "value")
+"""An observation table (long format) has at least these columns."""
+OBSERVATION_GROUP_COLUMNS = ("station", "variable", "depth", "lat", "lon")
+"""Rows of an observation table sharing these values (those present) form one time series."""
+
+
+# ---- shared helpers -----------------------------------------------------------------------------
+
+def _columns(table: pd.DataFrame) -> str:
+    return ", ".join(str(name) for name in table.columns) or "none"
+
+
+def _numeric_column(table: pd.DataFrame, column: str | None, exclude: tuple[str, ...] = ()) -> str:
+    """The named column (checked to be numeric) or, when none is named, the first numeric column."""
+    if column:
+        if column not in table.columns:
+            raise ValueError(f"column: {column!r} is not in the table; available: {_columns(table)}")
+        if not pd.api.types.is_numeric_dtype(table[column]) or pd.api.types.is_bool_dtype(table[column]):
+            raise ValueError(f"column: {column!r} holds {table[column].dtype} values, not numbers")
+        return column
+    for name in table.columns:
+        if name not in exclude and pd.api.types.is_numeric_dtype(table[name]) and not (
+            pd.api.types.is_bool_dtype(table[name])
+        ):
+            return str(name)
+    raise ValueError(f"column: the table has no numeric column; columns: {_columns(table)}")
+
+
+def _parse_times(table: pd.DataFrame) -> pd.DatetimeIndex:
+    if TIME_COLUMN not in table.columns:
+        raise ValueError(f"series: the table has no {TIME_COLUMN!r} column; columns: {_columns(table)}")
+    try:
+        times = pd.to_datetime(table[TIME_COLUMN], utc=True, format="ISO8601")
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"series: the {TIME_COLUMN!r} column has values that are not dates: {error}") \
+            from None
+    if times.isna().any():
+        row = int(np.flatnonzero(times.isna().to_numpy())[0])
+        raise ValueError(f"series: the {TIME_COLUMN!r} column is empty in row {row + 1}")
+    return pd.DatetimeIndex(times).tz_convert(None)
+
+
+def _iso_day(value: pd.Timestamp) -> str:
+    return value.strftime("%Y-%m-%d")
+
+
+def _iso_times(times: pd.DatetimeIndex) -> list[str]:
+    """Dates (YYYY-MM-DD) when every time is at midnight, ISO 8601 timestamps otherwise."""
+    if len(times) and (times == times.normalize()).all():
+        return [_iso_day(t) for t in times]
+    return [t.isoformat() for t in times]
+
+
+def _daily_series(table: pd.DataFrame, column: str) -> pd.Series:
+    """The column as a float series on a gap-free daily time index, or ValueError naming the problem.
+
+    Missing values inside the series (a row present, its value empty) are filled by linear
+    interpolation; missing values at either end are dropped.
+    """
+    times = _parse_times(table)
+    values = pd.Series(pd.to_numeric(table[column], errors="coerce").to_numpy(np.float64), index=times)
+    if values.isna().all():
+        raise ValueError(f"column: {column!r} has no valid values (all missing)")
+    values = values.sort_index()
+    duplicated = values.index[values.index.duplicated()]
+    if len(duplicated):
+        raise ValueError(f"series: the time {_iso_times(duplicated[:1])[0]} appears more than once")
+    if not (values.index == values.index.normalize()).all():
+        odd = values.index[values.index != values.index.normalize()][0]
+        raise ValueError(
+            f"series: the time {odd.isoformat()} is not at midnight; this block needs daily data "
+            "(one row per day): resample the series to daily means first"
+        )
+    steps = values.index[1:] - values.index[:-1]
+    gaps = np.flatnonzero(steps != DAY)
+    if len(gaps):
+        first = gaps[0]
+        before, after = values.index[first], values.index[first + 1]
+        missing = (after - before) // DAY - 1
+        raise ValueError(
+            f"series: the time series has a gap between {_iso_day(before)} and {_iso_day(after)} "
+            f"({missing} missing day{'s' if missing != 1 else ''}); this block needs one row per day without "
+            "gaps: fill or resample the series first"
+        )
+    valid = values.notna().to_numpy()
+    first, last = np.flatnonzero(valid)[[0, -1]]
+    return values.iloc[first:last + 1].interpolate(method="linear")
+
+
+def _fourier(times: pd.DatetimeIndex) -> np.ndarray:
+    """Yearly cycle regressors, one column per sine and cosine (2 * FOURIER_HARMONICS columns)."""
+    days = (times - pd.Timestamp("2000-01-01")) / DAY
+    angle = 2 * np.pi * np.asarray(days, dtype=np.float64)[:, None] / YEAR_DAYS
+    harmonics = np.arange(1, FOURIER_HARMONICS + 1)[None, :]
+    return np.hstack([np.sin(angle * harmonics), np.cos(angle * harmonics)])
+
+
+def _load_numerical_libraries() -> None:
+    """Import scikit-learn and statsmodels, so that threadpool_limits sees their thread pools.
+
+    threadpoolctl only limits libraries already loaded; these are imported on first use rather than
+    at module import so that listing the block catalog stays quick.
+    """
+    import sklearn.ensemble  # noqa: F401
+    import statsmodels.tsa.statespace.sarimax  # noqa: F401
+
+
+# ---- forecasting methods ------------------------------------------------------------------------
+
+@dataclass
+class _Forecast:
+    mean: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+
+
+Forecaster = Callable[[pd.Series, int, float], _Forecast]
+
+
+def _sarimax(history: pd.Series, horizon: int, interval: float) -> _Forecast:
+    """Regression on a constant and a yearly cycle (Fourier terms) with ARMA(1,1) errors, by maximum
+    likelihood.
+
+    The series is standardised and the optimiser starts from a two-step estimate (least squares for
+    the regression, then an ARMA fit of its residuals): this makes the fit converge in a few
+    iterations instead of a hundred.
+    """
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning
+    from statsmodels.tsa.statespace.sarimax import SARIMAX
+
+    values = history.to_numpy()
+    loc, scale = float(values.mean()), float(values.std()) or 1.0
+    standard = (values - loc) / scale
+    regressors = np.column_stack([np.ones(len(values)), _fourier(history.index)])
+    future = pd.date_range(history.index[-1] + DAY, periods=horizon, freq="D")
+    future_regressors = np.column_stack([np.ones(horizon), _fourier(future)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        coefficients, *_ = np.linalg.lstsq(regressors, standard, rcond=None)
+        residual_fit = SARIMAX(standard - regressors @ coefficients, order=(1, 0, 1)).fit(disp=False)
+        model = SARIMAX(standard, exog=regressors, order=(1, 0, 1))
+        fitted = model.fit(start_params=np.concatenate([coefficients, residual_fit.params]), disp=False,
+                           maxiter=200)
+        prediction = fitted.get_forecast(steps=horizon, exog=future_regressors)
+    bounds = np.asarray(prediction.conf_int(alpha=1.0 - interval)) * scale + loc
+    mean = np.asarray(prediction.predicted_mean) * scale + loc
+    return _Forecast(mean, bounds[:, 0], bounds[:, 1])
+
+
+def _gb_features(values: np.ndarray, times: pd.DatetimeIndex, origins: np.ndarray,
+                 leads: np.ndarray) -> np.ndarray:
+    """Features for forecasting ``lead`` days after each origin (an index into ``values``).
+
+    The last value, its changes over the lags, the lead, and the target day's place in the year.
+    """
+    last = values[origins]
+    changes = [last - values[origins - lag] for lag in GB_LAGS]
+    target_days = (times[0] - pd.Timestamp("2000-01-01")) / DAY + origins + leads
+    angle = 2 * np.pi * np.asarray(target_days, dtype=np.float64) / YEAR_DAYS
+    return np.column_stack([last, *changes, leads, np.sin(angle), np.cos(angle)])
+
+
+def _gradient_boosting(history: pd.Series, horizon: int, interval: float) -> _Forecast:
+    """Direct multi-step gradient boosting: one model for all lead times, the lead being a feature.
+
+    The target is the change from the last observed value, so the trees need not extrapolate the
+    level. Bounds come from two more models trained with the quantile loss.
+    """
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    values, times = history.to_numpy(), history.index
+    first_origin = max(GB_LAGS)
+    last_origin = len(values) - 1
+    train_origins = np.arange(max(first_origin, last_origin - horizon - GB_MAX_TRAINING_ORIGINS),
+                              last_origin)
+    origins = np.repeat(train_origins, horizon)
+    leads = np.tile(np.arange(1, horizon + 1), len(train_origins))
+    keep = origins + leads <= last_origin
+    origins, leads = origins[keep], leads[keep]
+    features = _gb_features(values, times, origins, leads)
+    target = values[origins + leads] - values[origins]
+    future_origins = np.full(horizon, last_origin)
+    future_leads = np.arange(1, horizon + 1)
+    future = _gb_features(values, times, future_origins, future_leads)
+    tail = (1.0 - interval) / 2
+    predictions = []
+    for loss, quantile in (("squared_error", None), ("quantile", tail), ("quantile", 1.0 - tail)):
+        model = HistGradientBoostingRegressor(
+            loss=loss, quantile=quantile, max_iter=GB_ITERATIONS, learning_rate=0.1, max_leaf_nodes=15,
+            min_samples_leaf=40, early_stopping=False, random_state=0,
+        )
+        model.fit(features, target)
+        predictions.append(values[last_origin] + model.predict(future))
+    mean, lower, upper = predictions
+    # Independent quantile models can cross; keep lower <= mean <= upper.
+    return _Forecast(mean, np.minimum(lower, mean), np.maximum(upper, mean))
+
+
+FORECASTERS: dict[str, Forecaster] = {"sarimax": _sarimax, "gradient_boosting": _gradient_boosting}
+
+
+def _minimum_days(method: str, horizon: int, folds: int) -> int:
+    fit = MIN_TRAINING_DAYS + (max(GB_LAGS) + horizon if method == "gradient_boosting" else 0)
+    return fit + folds * horizon
+
+
+def _backtest(
+    ctx: StepContext, series: pd.Series, forecaster: Forecaster, horizon: int, interval: float, folds: int,
+) -> pd.DataFrame:
+    """Rolling-origin evaluation: refit on the data before each origin, forecast the next days."""
+    rows = []
+    values = series.to_numpy()
+    for fold in range(1, folds + 1):
+        ctx.raise_if_cancelled()
+        end = len(series) - (folds - fold + 1) * horizon  # history is series[:end]
+        history = series.iloc[:end]
+        actual = values[end:end + horizon]
+        forecast = forecaster(history, horizon, interval)
+        error = forecast.mean - actual
+        persistence = np.abs(values[end - 1] - actual)
+        year_before = np.arange(end, end + horizon) - 365
+        seasonal = np.abs(values[year_before] - actual) if year_before[0] >= 0 else np.full(horizon, np.nan)
+        inside = (actual >= forecast.lower) & (actual <= forecast.upper)
+        rows.append({
+            "fold": fold,
+            "origin": _iso_day(series.index[end - 1]),
+            "first_day": _iso_day(series.index[end]),
+            "last_day": _iso_day(series.index[end + horizon - 1]),
+            "horizon_days": horizon,
+            "mae": float(np.mean(np.abs(error))),
+            "rmse": float(np.sqrt(np.mean(error**2))),
+            "coverage": float(np.mean(inside)),
+            "persistence_mae": float(np.mean(persistence)),
+            "seasonal_naive_mae": float(np.mean(seasonal)),
+        })
+        ctx.progress(fold / (folds + 1), f"backtest fold {fold} of {folds}")
+    columns = ["fold", "origin", "first_day", "last_day", "horizon_days", "mae", "rmse", "coverage",
+               "persistence_mae", "seasonal_naive_mae"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+@block(
+    id="ml.forecast",
+    version="1.0.0",
+    title="Forecast a time series",
+    category="ml",
+    inputs=(Port("series", "table", "Time series",
+                 "A daily time series: a `time` column (one row per day, no gaps) and a numeric column."),),
+    outputs=(
+        Port("forecast", "table", "Forecast",
+             "The recent observations followed by the forecast with its lower and upper bounds."),
+        Port("backtest", "table", "Backtest",
+             "How well the same method forecast the last weeks of the history, compared with persistence."),
+    ),
+    parameters={
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "column": {"type": "string", "title": "Column",
+                       "description": "Name of the column to forecast, e.g. sst. Empty: the first numeric "
+                                      "column."},
+            "method": {"type": "string", "enum": ["sarimax", "gradient_boosting"], "default": "sarimax",
+                       "title": "Method",
+                       "description": "sarimax: a statistical time-series model with a yearly cycle; "
+                                      "gradient_boosting: a machine-learning model on recent values."},
+            "horizon_days": {"type": "integer", "minimum": 1, "maximum": 90, "default": 14,
+                             "title": "Forecast length (days)",
+                             "description": "How many days after the last observation to forecast."},
+            "interval": {"type": "number", "minimum": 0.5, "maximum": 0.99, "default": 0.9,
+                         "title": "Interval probability",
+                         "description": "Probability that the true value falls between the lower and upper "
+                                        "bounds, e.g. 0.9 for a 90 % interval."},
+            "backtest_folds": {"type": "integer", "minimum": 0, "maximum": 12, "default": 4,
+                               "title": "Backtest periods",
+                               "description": "How many past periods of forecast length to re-forecast to "
+                                              "measure the skill (0: no backtest)."},
+            "history_days": {"type": "integer", "minimum": 0, "maximum": 3660, "default": 90,
+                             "title": "Days of history shown",
+                             "description": "How many of the last observed days to put in the forecast "
+                                            "table before the forecast, so a plot shows both."},
+        },
+    },
+    resources=Resources(cpus=1, memory_mb=1024, walltime_s=600),
+)
+def forecast(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, pd.DataFrame]:
+    """Forecast the next days of a daily time series, with an uncertainty range and a backtest.
+
+    **What goes in:** a table with a `time` column (one row per day, no missing days; empty values
+    inside the series are filled by straight-line interpolation) and the column to forecast, for
+    example the `sst` area mean from *Area mean time series*.
+
+    **What comes out:**
+
+    - `forecast`: the last observed days (`observed`) followed by the forecast days with the
+      expected value (`forecast`) and a range (`lower`, `upper`) that should contain the true value
+      with the chosen probability (90 % by default). Columns: `time, observed, forecast, lower, upper`.
+    - `backtest`: the honest check. The last few periods of the history are forecast again as if
+      they were the future, using only the data before each of them ("rolling origin"). For each
+      period: its last known day (`origin`), the mean absolute error (`mae`), root mean square error
+      (`rmse`), the share of days inside the range (`coverage`, ideally close to the interval
+      probability) and, for comparison, the error of two naive forecasts: tomorrow is like today
+      (`persistence_mae`) and like the same day a year before (`seasonal_naive_mae`). A method is
+      useful when its error is below the naive ones.
+
+    **Methods:**
+
+    - `sarimax` (default): a statistical model (SARIMAX, from statsmodels) with a constant level,
+      a smooth yearly cycle and short-term memory of the day-to-day deviations (ARMA(1,1)). The
+      range comes from the model's own error estimate and widens with the lead time. The yearly
+      cycle is represented by sines and cosines (Fourier terms) of the day of the year given to the
+      model as explanatory variables: a classic seasonal ARIMA with a 365-day season would be far
+      too slow on daily data. Reference: Hyndman & Athanasopoulos, *Forecasting: Principles and
+      Practice*, 3rd ed., section 12.1 (dynamic harmonic regression).
+    - `gradient_boosting`: a machine-learning model (scikit-learn's histogram gradient boosting)
+      that learns the change over the next days from the recent values (the last 4 weeks) and
+      the time of year. The range comes from two more models trained for the lower and upper
+      quantiles. Reference: Friedman (2001), *Greedy function approximation: a gradient boosting
+      machine*, Annals of Statistics 29(5).
+
+    **Good to know:** a yearly cycle needs at least a year, better two or more, of data; at least
+    90 days plus the backtest periods are required (more for gradient boosting). Three years of
+    daily data take a few seconds.
+    """
+    started = clock.monotonic()
+    table = inputs["series"]
+    column = _numeric_column(table, params.get("column"), exclude=(TIME_COLUMN,))
+    method, horizon, interval = params["method"], params["horizon_days"], params["interval"]
+    folds = params["backtest_folds"]
+    series = _daily_series(table, column)
+    needed = _minimum_days(method, horizon, folds)
+    if len(series) < needed:
+        raise ValueError(
+            f"series: {len(series)} days of data are too few for method={method!r}: at least {needed} days "
+            f"are needed ({needed - folds * horizon} to fit the model plus backtest_folds={folds} x "
+            f"horizon_days={horizon} for the backtest); use a longer series or fewer backtest periods"
+        )
+    if len(series) < 2 * 365:
+        ctx.log(f"the series has {len(series)} days, less than two years: the yearly cycle is poorly known",
+                "warning")
+    forecaster = FORECASTERS[method]
+    _load_numerical_libraries()
+    # One thread: BLAS/OpenMP thread pools fighting for the cores make these small fits many times slower.
+    with threadpool_limits(limits=1):
+        backtest = _backtest(ctx, series, forecaster, horizon, interval, folds)
+        ctx.raise_if_cancelled()
+        result = forecaster(series, horizon, interval)
+    future = pd.date_range(series.index[-1] + DAY, periods=horizon, freq="D")
+    shown = series.iloc[len(series) - min(params["history_days"], len(series)):]
+    empty = np.full(len(shown), np.nan)
+    table_out = pd.DataFrame({
+        "time": [_iso_day(t) for t in shown.index] + [_iso_day(t) for t in future],
+        "observed": np.concatenate([shown.to_numpy(), np.full(horizon, np.nan)]),
+        "forecast": np.concatenate([empty, result.mean]),
+        "lower": np.concatenate([empty, result.lower]),
+        "upper": np.concatenate([empty, result.upper]),
+    })
+    if len(backtest):
+        ctx.log(
+            f"backtest over {folds} x {horizon} days: MAE {backtest['mae'].mean():.4g} "
+            f"(persistence {backtest['persistence_mae'].mean():.4g}), coverage of the "
+            f"{interval:.0%} interval {backtest['coverage'].mean():.0%}"
+        )
+    ctx.progress(1.0, f"forecast {horizon} days with {method} in {clock.monotonic() - started:.1f} s")
+    return {"forecast": table_out, "backtest": backtest}
+
+
+# ---- anomaly detection --------------------------------------------------------------------------
+
+def _series_features(values: pd.Series, window: int) -> np.ndarray:
+    """Value, first difference and centred rolling z-score of one time-ordered series."""
+    minimum = max(3, window // 2)
+    rolling = values.rolling(window, center=True, min_periods=minimum)
+    std = rolling.std()
+    zscore = (values - rolling.mean()) / std.where(std > 0)
+    diff = values.diff()
+    return np.column_stack([values.to_numpy(), diff.to_numpy(), zscore.to_numpy()])
+
+
+def _isolation_scores(features: np.ndarray, contamination: str | float, seed: int) -> tuple[np.ndarray, ...]:
+    from sklearn.ensemble import IsolationForest
+
+    # Isolation forests cannot split on missing values: fill them with the column median (neutral).
+    filled = np.where(np.isnan(features), np.nanmedian(features, axis=0), features)
+    filled = np.where(np.isnan(filled), 0.0, filled)
+    forest = IsolationForest(n_estimators=200, contamination=contamination, random_state=seed)
+    forest.fit(filled)
+    return forest.predict(filled) == -1, -forest.score_samples(filled)
+
+
+def _checked_contamination(value: Any) -> str | float:
+    if value == "auto":
+        return "auto"
+    try:
+        fraction = float(value)
+    except (TypeError, ValueError):
+        fraction = float("nan")
+    if not 0 < fraction <= 0.5:
+        raise ValueError(f"contamination: {value!r} must be 'auto' or a fraction between 0 and 0.5")
+    return fraction
+
+
+@block(
+    id="ml.anomaly_detection",
+    version="1.0.0",
+    title="Detect anomalies",
+    category="ml",
+    inputs=(Port("series", "table", "Time series or observations",
+                 "A time series table (time + numeric columns) or an in-situ observation table "
+                 "(station, time, variable, value ...)."),),
+    outputs=(Port("flagged", "table", "Flagged rows",
+                  "Every row of the input with two more columns: anomaly (true/false) and score."),),
+    parameters={
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "column": {"type": "string", "title": "Column or variable",
+                       "description": "Time series table: the column to check (empty: the first numeric "
+                                      "column). Observation table: the variable to check (empty: all)."},
+            "window": {"type": "integer", "minimum": 3, "maximum": 1000, "default": 15,
+                       "title": "Window (time steps)",
+                       "description": "Length of the moving window the local mean and spread are computed "
+                                      "over, in rows (days for daily data)."},
+            "contamination": {
+                "anyOf": [{"type": "string", "enum": ["auto"]},
+                          {"type": "number", "exclusiveMinimum": 0, "maximum": 0.5}],
+                "default": 0.01, "title": "Expected share of anomalies",
+                "description": "Share of the rows to flag, e.g. 0.01 for 1 %; 'auto' uses the threshold of "
+                               "the original method instead, which tends to flag several per cent."},
+            "random_state": {"type": "integer", "minimum": 0, "default": 0, "title": "Random seed",
+                             "description": "The method draws random splits; the same seed gives the same "
+                                            "result every time."},
+        },
+    },
+)
+def anomaly_detection(
+    ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any]
+) -> dict[str, pd.DataFrame]:
+    """Flag unusual values in a time series or in in-situ observations.
+
+    **What goes in:** either a time series table (a `time` column and numeric columns, e.g. the
+    output of *Area mean time series*) with the column to check, or an observation table in long
+    format (`station, time, variable, value, ...`), where each station, variable and depth is
+    checked as its own series.
+
+    **What comes out:** the same table, every row kept, with two more columns: `anomaly` (true
+    when the row is unusual) and `score` (higher means more unusual; rows without a value get no
+    score and are never flagged).
+
+    **Method:** each value is described by three numbers: the value itself, its change from the
+    previous time step, and how far it lies from the mean of its neighbours (a moving window of
+    `window` steps) in units of their standard deviation. An Isolation Forest (Liu, Ting & Zhou
+    2008, *Isolation Forest*, IEEE ICDM; scikit-learn implementation) then finds the rows that
+    are easiest to separate from all others, which are the unusual ones. Spikes, sudden jumps and
+    values far outside the usual range stand out. By default the 1 % most unusual rows are flagged
+    (`contamination` 0.01, computed separately for each variable of an observation table); `auto`
+    uses the threshold proposed by the method's authors instead, which usually flags more rows.
+    Results are reproducible: the random seed is fixed.
+    """
+    table = inputs["series"]
+    contamination = _checked_contamination(params["contamination"])
+    window, seed = params["window"], params["random_state"]
+    if table.empty:
+        raise ValueError("series: the table has no rows")
+    observations = all(name in table.columns for name in OBSERVATION_COLUMNS)
+    times = _parse_times(table)
+    result = table.copy()
+    result["anomaly"] = False
+    result["score"] = np.nan
+    if observations:
+        values = pd.to_numeric(table["value"], errors="coerce")
+        variable = params.get("column")
+        selected = np.ones(len(table), dtype=bool)
+        if variable:
+            known = sorted(str(name) for name in table["variable"].dropna().unique())
+            if variable not in known:
+                raise ValueError(f"column: variable {variable!r} is not in the observations; available: "
+                                 f"{', '.join(known) or 'none'}")
+            selected = (table["variable"] == variable).to_numpy()
+        keys = [name for name in OBSERVATION_GROUP_COLUMNS if name in table.columns]
+        groups = table[selected].groupby(keys, dropna=False, sort=False).groups
+        models = table[selected].groupby("variable", sort=False).groups
+        label = "value"
+    else:
+        column = _numeric_column(table, params.get("column"), exclude=(TIME_COLUMN,))
+        values = pd.to_numeric(table[column], errors="coerce")
+        groups = {column: table.index}
+        models = {column: table.index}
+        label = column
+    if values[table.index.isin(np.concatenate([np.asarray(v) for v in models.values()]))].isna().all():
+        raise ValueError(f"column: {label!r} has no valid values (all missing)")
+    features = pd.DataFrame(np.nan, index=table.index, columns=["value", "diff", "zscore"])
+    for rows in groups.values():
+        order = pd.Index(rows)[np.argsort(times[table.index.get_indexer(rows)], kind="stable")]
+        series = values.loc[order]
+        valid = series.dropna()
+        features.loc[valid.index] = _series_features(valid.reset_index(drop=True), window)
+    for done, (name, rows) in enumerate(models.items(), start=1):
+        ctx.raise_if_cancelled()
+        valid = pd.Index(rows)[values.loc[rows].notna().to_numpy()]
+        if len(valid) < 2:
+            continue
+        _load_numerical_libraries()
+        with threadpool_limits(limits=1):
+            flags, scores = _isolation_scores(features.loc[valid].to_numpy(), contamination, seed)
+        result.loc[valid, "anomaly"] = flags
+        result.loc[valid, "score"] = scores
+        ctx.progress(done / len(models), f"checked {name}")
+    flagged = int(result["anomaly"].sum())
+    ctx.log(f"{flagged} of {len(result)} rows flagged as anomalies")
+    ctx.progress(1.0, f"{flagged} anomalies")
+    return {"flagged": result}
