@@ -16,7 +16,8 @@ STAMP := $(VENV)/.installed-$(REQ_HASH)
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/iliad
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/7
 
-.PHONY: help venv run test test-embedded test-stack check-services lint bench clean lock
+.PHONY: help venv run test test-embedded test-stack check-services lint bench bench-editor clean lock \
+	frontend frontend-deps browser-deps
 
 help: ## list the targets
 	@echo "Iliad Portal - make targets:"
@@ -46,7 +47,7 @@ $(STAMP):
 run: venv ## start the portal with embedded Redis, a worker and uvicorn (PORT=8000 ILIAD_HOME=var)
 	exec $(VPY) -m iliad_portal.embedded
 
-test: venv ## ruff, the whole suite (SQLite + embedded Redis), then the e2e tests on PostgreSQL + Redis
+test: venv browser-deps frontend-deps ## ruff, the whole suite (SQLite + embedded Redis), then the e2e tests on PostgreSQL + Redis
 	$(VENV)/bin/ruff check .
 	$(MAKE) --no-print-directory test-embedded
 	$(MAKE) --no-print-directory test-stack
@@ -66,6 +67,24 @@ lint: venv ## ruff check
 
 bench: venv ## orchestration benchmark (bench/orchestration.py)
 	$(VPY) -m bench.orchestration
+
+bench-editor: venv browser-deps ## editor load benchmark: a 300-node pipeline in headless Chromium
+	$(VPY) -m bench.editor_load
+
+frontend: ## rebuild the editor bundle (frontend/ -> static/editor/) with npm; `make run` does not need it
+	cd frontend && npm ci --no-audit --no-fund --loglevel=error && npm run build
+
+frontend-deps: frontend/node_modules/.package-lock.json ## npm packages of frontend/ (axe-core for the accessibility tests)
+
+frontend/node_modules/.package-lock.json: frontend/package-lock.json
+	cd frontend && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+browser-deps: ## Debian's Chromium for the browser tests (installed only when /usr/bin/chromium is missing)
+	@if [ ! -x /usr/bin/chromium ]; then \
+		echo "installing Debian's chromium for the browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	fi
 
 clean: ## remove var/, caches and test leftovers (keeps .venv)
 	rm -rf var/ staticfiles/ bench/out/ .pytest_cache/ .ruff_cache/

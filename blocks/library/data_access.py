@@ -52,18 +52,19 @@ def _is_url(source: str) -> bool:
 
 
 def _data_space_listing(root: Path) -> str:
-    files = []
-    for path in sorted(root.rglob("*")):
-        relative = path.relative_to(root)
-        if any(part.startswith(".") for part in relative.parts):
-            continue
-        if path.is_file() or path.suffix in ZARR_SUFFIXES:
-            if not any(parent.suffix in ZARR_SUFFIXES for parent in relative.parents):
-                files.append(relative.as_posix())
-        if len(files) >= MAX_LISTED_FILES:
-            files.append("...")
-            break
-    return ", ".join(files) or "nothing"
+    """Up to MAX_LISTED_FILES names in the data space (a Zarr store counts as one), to help a user."""
+    found: list[str] = []
+    for folder, directories, files in os.walk(root):
+        directories[:] = sorted(name for name in directories if not name.startswith("."))
+        here = Path(folder)
+        stores = [name for name in directories if name.lower().endswith(ZARR_SUFFIXES)
+                  or any((here / name / marker).exists() for marker in ("zarr.json", ".zgroup", ".zarray"))]
+        directories[:] = [name for name in directories if name not in stores]
+        for name in sorted([*stores, *(name for name in files if not name.startswith("."))]):
+            found.append((here / name).relative_to(root).as_posix())
+            if len(found) >= MAX_LISTED_FILES:
+                return ", ".join([*found, "..."])
+    return ", ".join(found) or "nothing"
 
 
 def _local_path(ctx: StepContext, source: str) -> Path:
@@ -78,7 +79,10 @@ def _local_path(ctx: StepContext, source: str) -> Path:
     if ".." in relative.parts:
         raise ValueError(f"source: {source!r} contains '..'; paths may not leave the data space")
     root = ctx.data_dir.resolve()
-    path = (root / relative).resolve()
+    try:
+        path = (root / relative).resolve()
+    except (OSError, ValueError) as error:
+        raise ValueError(f"source: {source!r} is not a usable path: {error}") from None
     if not path.is_relative_to(root):
         raise ValueError(f"source: {source!r} points outside the data space (through a symbolic link)")
     if not path.exists():

@@ -299,9 +299,16 @@ def deliver_geojson(ctx: StepContext, inputs: dict[str, Any], params: dict[str, 
 
 # ---- deliver.png ---------------------------------------------------------------------------------
 
+READABLE_UNITS = {"degree_Celsius": "°C", "degrees_Celsius": "°C", "degree_C": "°C", "degC": "°C",
+                  "celsius": "°C", "m s-1": "m/s", "m/s": "m/s", "cm s-1": "cm/s", "degrees_north": "°N",
+                  "degrees_east": "°E"}
+"""CF unit strings shown in a friendlier form on pictures."""
+
+
 def _label(attrs: dict[str, Any], name: str) -> tuple[str, str]:
     title = str(attrs.get("long_name") or attrs.get("standard_name") or name)
     units = str(attrs.get("units") or "")
+    units = READABLE_UNITS.get(units, units)
     return title, f"{title} ({units})" if units else title
 
 

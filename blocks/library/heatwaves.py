@@ -189,10 +189,11 @@ def detect(
     to the threshold and ``_abs`` ones the temperature itself, all taken on the days of the event
     (including joined gap days). Onset and decline rates assume the event starts half a day before
     its first day and ends half a day after its last (one day less, but at least one day, when the
-    event touches an end of the series). Categories (Hobday et al. 2018) count a day's anomaly in
-    multiples of (threshold - climatology): 1 to < 2 Moderate (I), 2 to < 3 Strong (II), 3 to < 4
-    Severe (III), 4 or more Extreme (IV); an event's category is that of its most intense day in
-    these multiples.
+    event touches an end of the series; where the reference divides 0 by 0 for an event whose peak is
+    the last day of the series, the decline rate here is 0). Categories (Hobday et al. 2018) count a
+    day's anomaly in multiples of (threshold - climatology): 1 to < 2 Moderate (I), 2 to < 3 Strong
+    (II), 3 to < 4 Severe (III), 4 or more Extreme (IV); an event's category is that of its most
+    intense day in these multiples.
     """
     temp = np.asarray(temp, dtype=np.float64)
     size = temp.size

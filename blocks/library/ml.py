@@ -491,6 +491,8 @@ def anomaly_detection(
     window, seed = params["window"], params["random_state"]
     if table.empty:
         raise ValueError("series: the table has no rows")
+    original_index = table.index
+    table = table.reset_index(drop=True)
     observations = all(name in table.columns for name in OBSERVATION_COLUMNS)
     times = _parse_times(table)
     result = table.copy()
@@ -509,14 +511,17 @@ def anomaly_detection(
         keys = [name for name in OBSERVATION_GROUP_COLUMNS if name in table.columns]
         groups = table[selected].groupby(keys, dropna=False, sort=False).groups
         models = table[selected].groupby("variable", sort=False).groups
-        label = "value"
+        label = f"value ({variable})" if variable else "value"
     else:
         column = _numeric_column(table, params.get("column"), exclude=(TIME_COLUMN,))
         values = pd.to_numeric(table[column], errors="coerce")
         groups = {column: table.index}
         models = {column: table.index}
         label = column
-    if values[table.index.isin(np.concatenate([np.asarray(v) for v in models.values()]))].isna().all():
+    if not models:
+        raise ValueError("series: no row of the observation table names its variable")
+    checked = np.concatenate([np.asarray(rows) for rows in models.values()])
+    if values.loc[checked].isna().all():
         raise ValueError(f"column: {label!r} has no valid values (all missing)")
     features = pd.DataFrame(np.nan, index=table.index, columns=["value", "diff", "zscore"])
     for rows in groups.values():
@@ -538,4 +543,5 @@ def anomaly_detection(
     flagged = int(result["anomaly"].sum())
     ctx.log(f"{flagged} of {len(result)} rows flagged as anomalies")
     ctx.progress(1.0, f"{flagged} anomalies")
+    result.index = original_index
     return {"flagged": result}

@@ -325,7 +325,8 @@ def region_mean(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any]
     for first in range(0, steps, TIME_STEPS_PER_CHUNK):
         piece = part.isel({time: slice(first, first + TIME_STEPS_PER_CHUNK)})
         for name in names:
-            values = piece[name].squeeze(drop=True) if piece[name].ndim > 3 else piece[name]
+            values = piece[name].squeeze([dim for dim in piece[name].dims if dim not in (lat, lon, time)],
+                                         drop=True)
             mean = values.weighted(weights).mean(dim=(lat, lon))
             means[name].append(np.asarray(mean.values, dtype=np.float64).reshape(-1))
         ctx.progress(min(first + TIME_STEPS_PER_CHUNK, steps) / steps, "averaging")

@@ -139,7 +139,7 @@ def test_unknown_variable_lists_the_available_ones(space: Path, scratch: Path) -
     ("ocean/../../secret.nc", "source: 'ocean/../../secret.nc' contains '..'"),
     ("ocean/missing.nc", "source: 'ocean/missing.nc' does not exist in the data space; it has: "
                          "obs/buoys.csv, obs/buoys.parquet, obs/notes.txt, ocean/renamed.nc, ocean/small.nc, "
-                         "ocean/small.zarr"),
+                         "ocean/small.zarr, ocean/store_without_suffix"),
     ("obs/notes.txt", "source: 'obs/notes.txt' could not be opened as a NetCDF file"),
     ("file:///etc/passwd", "only http and https URLs"),
     ("s3://bucket/data.zarr", "only http and https URLs"),
@@ -163,6 +163,15 @@ def test_symbolic_link_out_of_the_data_space_is_refused(tmp_path: Path, scratch:
     make_demo_dataset(days=2).to_netcdf(inside)
     os.symlink(inside, root / "alias.nc")
     assert run(open_gridded, {"source": "alias.nc"}, root, scratch)["dataset"].sizes["time"] == 2
+
+
+def test_listing_of_a_large_data_space_is_cut_short(tmp_path: Path, scratch: Path) -> None:
+    for number in range(40):
+        (tmp_path / f"file{number:02d}.nc").touch()
+    with pytest.raises(ValueError, match=r"it has: file00.nc, file01.nc, .*, file29.nc, \.\.\.$"):
+        run(open_gridded, {"source": "nothing.nc"}, tmp_path, scratch)
+    with pytest.raises(ValueError, match=re.escape(r"source: 'a\x00b.nc' is not a usable path")):
+        run(open_gridded, {"source": "a\x00b.nc"}, tmp_path, scratch)
 
 
 def test_paths_need_a_data_space(scratch: Path) -> None:

@@ -235,7 +235,7 @@ def test_png_map_title_and_colorbar_label(tmp_path: Path, monkeypatch: pytest.Mo
     call(deliver_png, {"data": make_demo_dataset(days=5)}, {"variable": "uo", "time": "2021-01-04T10:00"},
          tmp_path)
     assert seen == {"title": "Eastward surface current — 2021-01-04",
-                    "colorbar": "Eastward surface current (m s-1)"}
+                    "colorbar": "Eastward surface current (m/s)"}
 
 
 def test_png_chart_of_a_table(tmp_path: Path) -> None:

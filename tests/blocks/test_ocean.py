@@ -11,10 +11,12 @@ import pandas as pd
 import pytest
 import xarray as xr
 
+from blocks.library import ocean
 from blocks.library.demo_data import make_demo_dataset
 from blocks.library.ocean import area_mean, subset, subset_with_depth
-from blocks.registry import discover
+from blocks.registry import Registry
 from blocks.runner import BlockInputError
+from blocks.spec import Block
 from blocks.types import known_types
 from tests.blocks.sample_blocks import call
 
@@ -241,8 +243,11 @@ def run_subset_11(
 
 
 def test_both_subset_versions_are_registered() -> None:
-    registry = discover()
-    assert registry.errors == [] or all("ocean" not in error for error in registry.errors)
+    registry = Registry()
+    for value in vars(ocean).values():
+        if isinstance(value, Block):
+            registry.add(value, source="blocks.library.ocean")
+    assert registry.errors == []
     assert {"1.0.0", "1.1.0"} <= set(registry.versions("ocean.subset"))
     assert registry.get("ocean.subset", "1.0.0") is subset
     assert registry.get("ocean.subset", "1.1.0") is subset_with_depth

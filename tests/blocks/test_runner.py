@@ -135,7 +135,7 @@ def test_input_problems_are_reported(tmp_path: Path, registry: Registry) -> None
     assert missing.error is not None and "input port 'dataset' is required" in missing.error["message"]
     unknown = step(tmp_path, registry, "b", "ocean.subset", {}, version="9.0.0")
     assert unknown.error is not None and unknown.error["type"] == "BlockNotFound"
-    assert "has no version '9.0.0' (known: 1.0.0)" in unknown.error["message"]
+    assert "has no version '9.0.0' (known: 1.0.0, 1.1.0)" in unknown.error["message"]
 
 
 def test_any_input_and_optional_json_input(tmp_path: Path, registry: Registry) -> None:

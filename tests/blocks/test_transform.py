@@ -210,6 +210,10 @@ def test_region_mean_skips_variables_with_depth_unless_asked(tmp_path: Path) -> 
     events: list[dict] = []
     table = run(region_mean, {"dataset": dataset}, tmp_path, events, region=square(-1, -1, 2, 2))
     assert list(table.columns) == ["time", "sst", "so"]
+    single_level = dataset.drop_vars(["thetao", "depth"]).assign(thetao=dataset.thetao.isel(depth=[1]))
+    narrow = run(region_mean, {"dataset": single_level.isel(lat=[0], time=[0])}, tmp_path,
+                 region=square(-1, -1, 2, 0.5), variables=["thetao"])
+    assert narrow["thetao"].tolist() == [1.0]
     assert "skipping thetao: its dimensions (time, depth, lat, lon)" in logs(events)
     assert "4 grid points inside the polygon" in logs(events)
     with pytest.raises(ValueError, match=re.escape(

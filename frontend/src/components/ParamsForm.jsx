@@ -1,0 +1,42 @@
+import { memo, useRef } from "react";
+import Form from "@rjsf/core";
+import validator from "@rjsf/validator-ajv8";
+
+const uiSchema = { "ui:submitButtonOptions": { norender: true } };
+// Never invent array items the user did not type (an empty optional list stays absent).
+const defaultsBehaviour = { arrayMinItems: { populate: "never" } };
+
+/**
+ * The block's parameter form, generated from its JSON Schema by react-jsonschema-form with the ajv8
+ * validator (formats such as "date" included): live validation, inline errors, help text and
+ * defaults from the spec. Changes count only once the user has touched the form, so that merely
+ * selecting a node never alters the document.
+ */
+function ParamsForm({ nodeId, schema, params, onChange }) {
+  const touched = useRef(false);
+  const touch = () => {
+    touched.current = true;
+  };
+  return (
+    <div onInputCapture={touch} onChangeCapture={touch} onClickCapture={touch} onKeyDownCapture={touch}>
+      <Form
+        className="params-form"
+        schema={schema || { type: "object", properties: {} }}
+        uiSchema={uiSchema}
+        formData={params}
+        validator={validator}
+        idPrefix={`param-${nodeId}`}
+        experimental_defaultFormStateBehavior={defaultsBehaviour}
+        liveValidate
+        showErrorList={false}
+        noHtml5Validate
+        onChange={(event) => {
+          if (touched.current) onChange(event.formData);
+        }}
+        onSubmit={() => {}}
+      />
+    </div>
+  );
+}
+
+export default memo(ParamsForm);
