@@ -21,6 +21,7 @@ import xarray as xr
 
 from blocks import netguard
 from blocks.context import StepContext
+from blocks.library.ocean import DEPTH_PARAMETERS, SUBSET_PARAMETERS, subset_dataset
 from blocks.spec import Port, Resources, block
 
 MAX_DOWNLOAD_ENV = "ILIAD_MAX_DOWNLOAD_MB"
@@ -260,6 +261,13 @@ def _open_file(path: Path, engine: str, source: str) -> xr.Dataset:
         raise ValueError(f"source: {source!r} could not be opened as {kind}: {error}") from None
 
 
+SELECTION_PARAMETERS: dict[str, Any] = {
+    **{name: prop for name, prop in SUBSET_PARAMETERS["properties"].items() if name != "variables"},
+    **DEPTH_PARAMETERS,
+}
+"""Area, period and depth, as ocean.subset 1.1.0 takes them, applied while opening."""
+
+
 @block(
     id="data.open_gridded",
     version="1.0.0",
@@ -291,6 +299,7 @@ def _open_file(path: Path, engine: str, source: str) -> xr.Dataset:
                                 "description": "Refuse to download a file larger than this. Empty: "
                                                f"{DEFAULT_MAX_DOWNLOAD_MB} MB or the administrator's "
                                                "limit, which also caps this value."},
+            **SELECTION_PARAMETERS,
         },
     },
     resources=Resources(cpus=1, memory_mb=2048, walltime_s=3600),
@@ -307,8 +316,11 @@ def open_gridded(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any
     long name, dimensions and size, the time range, the area covered and the file's main attributes
     (title, institution, licence...). Copernicus Marine, ERDDAP and other CF files go through unchanged.
 
-    **Good to know:** nothing is read beyond the description: values are read later, and only those
-    the next steps need, in pieces (chunks). Paths cannot reach outside the data space. Web addresses
+    **Area, period and depth (optional):** for a large source, set them here. Only that part is
+    read and handed to the next step; without them the next step receives the whole dataset.
+
+    **Good to know:** nothing is read beyond the description and the selection: values are read in
+    pieces (chunks), and only those that are kept. Paths cannot reach outside the data space. Web addresses
     pointing into the portal's own network (private, loopback, link-local addresses such as the
     cloud metadata service) are refused, including through redirects. Downloads are limited in size
     (2 GB unless set lower). For OPeNDAP every request the OPeNDAP client makes while it reads goes
@@ -344,6 +356,9 @@ def open_gridded(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any
         dataset = dataset[variables]
     if not dataset.data_vars:
         raise ValueError(f"source: {source!r} contains no data variables")
+    selection = {name: params[name] for name in SELECTION_PARAMETERS if params.get(name) is not None}
+    if selection:
+        dataset = subset_dataset(ctx, dataset, selection)
     metadata = gridded_metadata(dataset, source)
     sizes = " x ".join(f"{size} {dim}" for dim, size in dataset.sizes.items())
     ctx.log(f"opened {source}: {', '.join(metadata['variables'])} on {sizes}")

@@ -232,6 +232,11 @@ def _subset(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any], ve
     return _with_history(result, f"ocean.subset {version} ({chosen or 'no selection'})")
 
 
+def subset_dataset(ctx: StepContext, dataset: xr.Dataset, params: dict[str, Any]) -> xr.Dataset:
+    """Apply an ``ocean.subset`` 1.1.0 selection (area, period, depth, variables) to a dataset."""
+    return _subset(ctx, {"dataset": dataset}, params, "1.1.0")
+
+
 @block(
     id="ocean.subset",
     version="1.0.0",

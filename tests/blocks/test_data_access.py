@@ -420,3 +420,21 @@ def test_opendap_without_allow_list_is_refused(dap_server: str, scratch: Path,
     monkeypatch.delenv(netguard.ALLOWED_HOSTS_ENV)
     with pytest.raises(ValueError, match="127.0.0.1 is a loopback address"):
         run(open_gridded, {"source": f"{dap_server}/dap/sst_demo"}, None, scratch)
+
+
+def test_open_gridded_can_select_area_period_and_depth_while_opening(tmp_path: Path) -> None:
+    from blocks.library.demo_data import make_demo_dataset
+
+    space = tmp_path / "space"
+    (space / "demo").mkdir(parents=True)
+    make_demo_dataset(days=40, resolution=0.5).to_netcdf(space / "demo" / "small.nc")
+    ctx = StepContext(scratch_dir=tmp_path / "scratch", data_dir=space)
+    params = {"source": "demo/small.nc", "variables": ["sst"], "lat_min": 44.0, "lat_max": 45.0,
+              "lon_min": -5.0, "lon_max": -3.0, "start": "2021-01-10", "end": "2021-01-19"}
+    dataset = open_gridded.function(ctx, {}, params)["dataset"]
+    assert list(dataset.data_vars) == ["sst"]
+    assert dataset.sizes == {"time": 10, "lat": 3, "lon": 5}
+    metadata = open_gridded.function(ctx, {}, params)["metadata"]
+    assert metadata["time_range"]["start"].startswith("2021-01-10")
+    with pytest.raises(ValueError, match="the data covers 2021-01-01 to 2021-02-09"):
+        open_gridded.function(ctx, {}, {**params, "start": "2030-01-01", "end": "2030-01-02"})
