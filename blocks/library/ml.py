@@ -344,8 +344,9 @@ def forecast(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any]) -
     - `gradient_boosting`: a machine-learning model (scikit-learn's histogram gradient boosting)
       that learns the change over the next days from the recent values (the last 4 weeks) and
       the time of year. The range comes from two more models trained for the lower and upper
-      quantiles. Reference: Friedman (2001), *Greedy function approximation: a gradient boosting
-      machine*, Annals of Statistics 29(5).
+      quantiles; it tends to be too narrow (check `coverage` in the backtest). Reference:
+      Friedman (2001), *Greedy function approximation: a gradient boosting machine*, Annals of
+      Statistics 29(5).
 
     **Good to know:** a yearly cycle needs at least a year, better two or more, of data; at least
     90 days plus the backtest periods are required (more for gradient boosting). Three years of
