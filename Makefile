@@ -71,8 +71,8 @@ bench: venv ## orchestration benchmark (bench/orchestration.py)
 bench-editor: venv browser-deps ## editor load benchmark: a 300-node pipeline in headless Chromium
 	$(VPY) -m bench.editor_load
 
-frontend: ## rebuild the editor bundle (frontend/ -> static/editor/) with npm; `make run` does not need it
-	cd frontend && npm ci --no-audit --no-fund --loglevel=error && npm run build
+frontend: ## unit-test and rebuild the editor bundle (frontend/ -> static/editor/); `make run` does not need it
+	cd frontend && npm ci --no-audit --no-fund --loglevel=error && npm test && npm run build
 
 frontend-deps: frontend/node_modules/.package-lock.json ## npm packages of frontend/ (axe-core for the accessibility tests)
 

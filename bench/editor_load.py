@@ -136,7 +136,8 @@ async (nodeId) => {
   const node = document.querySelector(`.react-flow__node[data-id="${nodeId}"]`);
   window.__benchClick = new Promise((resolve) => {
     let down = null;
-    node.addEventListener('pointerdown', (event) => { down = performance.now(); }, {capture: true, once: true});
+    const options = {capture: true, once: true};
+    node.addEventListener('pointerdown', () => { down = performance.now(); }, options);
     const observer = new MutationObserver(() => {
       if (node.classList.contains('selected') && down !== null) {
         observer.disconnect();
@@ -237,7 +238,9 @@ def report(results: dict[int, dict[str, float]], large: int, repeat: int) -> str
     verdict = "MET" if big <= TARGET_MS else "NOT MET"
     lines.append(f"Target: {large} nodes interactive in <= {TARGET_MS:.0f} ms: {big:.0f} ms -> {verdict}")
     load = os.getloadavg()
-    lines.append(f"(machine: {os.cpu_count()} CPUs, load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} at the end)")
+    lines.append(
+        f"(machine: {os.cpu_count()} CPUs, load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} at the end)"
+    )
     return "\n".join(lines)
 
 
@@ -306,7 +309,8 @@ def main(argv: list[str] | None = None) -> int:
         print(report(results, args.nodes, args.repeat))
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps({"target_ms": TARGET_MS, "summary": results, "samples": raw}, indent=2))
+            figures = {"target_ms": TARGET_MS, "summary": results, "samples": raw}
+            args.json.write_text(json.dumps(figures, indent=2))
         return 0
     except Exception as error:  # noqa: BLE001 - a benchmark reports why it cannot measure
         log(f"cannot measure: {error}")

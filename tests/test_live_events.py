@@ -1,7 +1,10 @@
 """The run-events WebSocket: replay after a sequence number, live push, and who may listen."""
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
-from asgiref.sync import async_to_sync, sync_to_async
+from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.db import transaction
 
@@ -28,6 +31,13 @@ def append(run, count: int, start: int = 0) -> None:
         )
 
 
+def run_async(scenario) -> None:
+    """Run a coroutine on a fresh event loop in its own thread: Playwright's sync API (browser tests in
+    the same session) leaves a running loop in the main thread, where async_to_sync refuses to work."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, scenario()).result()
+
+
 def session_headers(client, user) -> list[tuple[bytes, bytes]]:
     client.force_login(user)
     cookie = f"sessionid={client.cookies['sessionid'].value}"
@@ -50,7 +60,7 @@ def test_replay_after_a_sequence_number_then_live_push(user, client):
         assert await communicator.receive_nothing(timeout=0.3)
         await communicator.disconnect()
 
-    async_to_sync(scenario)()
+    run_async(scenario)
 
 
 def test_anonymous_and_other_users_are_refused(user, other_user, client):
@@ -67,4 +77,4 @@ def test_anonymous_and_other_users_are_refused(user, other_user, client):
         connected, code = await intruder.connect()
         assert (connected, code) == (False, 4404)
 
-    async_to_sync(scenario)()
+    run_async(scenario)

@@ -20,8 +20,8 @@ export async function layeredLayout(nodes, edges) {
     layoutOptions: {
       "elk.algorithm": "layered",
       "elk.direction": "RIGHT",
-      "elk.spacing.nodeNode": "40",
-      "elk.layered.spacing.nodeNodeBetweenLayers": "90",
+      "elk.spacing.nodeNode": "90",
+      "elk.layered.spacing.nodeNodeBetweenLayers": "100",
       "elk.layered.nodePlacement.strategy": "BRANDES_KOEPF",
     },
     children: nodes.map((node) => ({

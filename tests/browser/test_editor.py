@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
+import pytest
 from playwright.sync_api import expect
 
 from apps.pipelines.models import Pipeline
@@ -39,6 +41,7 @@ def drop_block(page, block_id: str, x: int, y: int):
     )
 
 
+@pytest.mark.e2e  # a real worker runs it: this test runs again on PostgreSQL + Redis
 def test_build_a_pipeline_by_drag_and_drop_save_reload_and_run(portal, page, page_errors, worker):
     open_editor(page, f"{portal}/pipelines/new/")
     expect(page.locator(".ed-empty")).to_be_visible()
@@ -64,7 +67,6 @@ def test_build_a_pipeline_by_drag_and_drop_save_reload_and_run(portal, page, pag
     drag_connect(page, handle(page, "area_mean", "out", "table"), handle(page, "subset", "in", "dataset"))
     expect(page.get_by_role("alert")).to_contain_text("Incompatible types")
     expect(page.locator(".react-flow__edge")).to_have_count(1)
-    # A cycle is refused too.
     drag_connect(page, handle(page, "subset", "out", "dataset"), handle(page, "area_mean", "in", "dataset"))
     expect(page.locator(".react-flow__edge")).to_have_count(2)
 
@@ -338,4 +340,42 @@ def test_new_from_template(portal, page, page_errors, api):
     # The editor's own "New from template" dialog lists the same templates.
     page.get_by_role("button", name="New from template").click()
     expect(page.get_by_role("button", name=f"Use template {template['title']}")).to_be_visible()
+    assert page_errors == []
+
+
+def test_export_and_the_local_draft_of_unsaved_work(portal, page, page_errors):
+    open_editor(page, f"{portal}/pipelines/new/")
+    page.get_by_role("button", name=re.compile("^Add Demo ocean dataset")).press("Enter")
+    page.get_by_label("Pipeline name").fill("Draft")
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Export JSON").click()
+    exported = json.loads(Path(download.value.path()).read_text())
+    assert exported == editor_document(page)
+    assert [n["block"] for n in exported["nodes"]] == ["ocean.demo_dataset"]
+
+    page.wait_for_timeout(700)  # the draft is written half a second after the last change
+    page.on("dialog", lambda dialog: dialog.accept())  # leave despite the unsaved-changes warning
+    page.reload()
+    page.wait_for_selector("#editor-root[data-ready=true]")
+    expect(page.locator(".react-flow__node")).to_have_count(0)
+    banner = page.get_by_role("region", name="Unsaved draft")
+    expect(banner).to_contain_text("Unsaved changes")
+    banner.get_by_role("button", name="Restore them").click()
+    page.wait_for_function(SAME_DOCUMENT, arg=exported)
+    expect(page.get_by_label("Pipeline name")).to_have_value("Draft")
+    assert page_errors == []
+
+
+def test_a_connection_that_would_make_a_cycle_is_refused(portal, page, page_errors):
+    open_editor(page, f"{portal}/pipelines/new/")
+    add = page.get_by_role("button", name=re.compile("^Add No-op"))
+    add.press("Enter")
+    add.press("Enter")
+    expect(page.locator(".react-flow__node")).to_have_count(2)
+    port_button(page, "Output result (json) of noop").click()
+    port_button(page, "Input trigger (json) of noop_2, optional").click()
+    expect(page.locator(".react-flow__edge")).to_have_count(1)
+    drag_connect(page, handle(page, "noop_2", "out", "result"), handle(page, "noop", "in", "trigger"))
+    expect(page.get_by_role("alert")).to_contain_text("This would make a cycle: noop → noop_2 → noop.")
+    expect(page.locator(".react-flow__edge")).to_have_count(1)
     assert page_errors == []

@@ -10,7 +10,7 @@ function Port({ nodeId, port, direction, issues, pending, onActivate }) {
   const chosen = pending && pending.nodeId === nodeId && pending.direction === direction && pending.port === port.name;
   const optional = isInput && port.required === false;
   return (
-    <li className={`port port-${direction}${issues ? " port-error" : ""}${chosen ? " port-pending" : ""}`} data-port={port.name} data-direction={direction}>
+    <li className={`ed-port port-${direction}${issues ? " port-error" : ""}${chosen ? " port-pending" : ""}`} data-port={port.name} data-direction={direction}>
       <Handle
         type={isInput ? "target" : "source"}
         position={isInput ? Position.Left : Position.Right}
@@ -77,7 +77,7 @@ function BlockNode({ id, data, selected }) {
       {issues ? (
         <ul className="node-issues">
           {issues.map((issue, index) => (
-            <li key={index} data-code={issue.code}>{issue.message}</li>
+            <li key={index} data-code={issue.code} title={issue.message}>{issue.message}</li>
           ))}
         </ul>
       ) : null}
