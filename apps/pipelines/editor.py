@@ -57,7 +57,7 @@ def _render_editor(request, *, pipeline=None, document=None, template: str = "")
             "run_page": reverse("run-detail", args=[0]).replace("/0/", "/{id}/"),
             "edit_page": reverse("pipeline-edit", args=[0]).replace("/0/", "/{id}/"),
             "new_page": reverse("pipeline-new"),
-            "templates": "/api/templates/",
+            "templates": reverse("api-templates"),
         },
     }
     return render(

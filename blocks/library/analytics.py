@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from datetime import date
 from typing import Any
 
 import numpy as np
@@ -11,13 +10,20 @@ import pandas as pd
 import xarray as xr
 
 from blocks.context import StepContext
+from blocks.library.geo import (
+    column_list,
+    find_coord,
+    iso_times,
+    numeric_columns,
+    parse_day,
+    require_variables,
+    table_times,
+    with_history,
+)
+from blocks.library.heatwaves import FEB29, day_of_366_year
 from blocks.spec import Port, block
 
-TIME_COLUMN = "time"
 DAYS_PER_YEAR = 365.2425
-CUMULATIVE_DAYS_LEAP = np.array([0, 31, 60, 91, 121, 152, 182, 213, 244, 274, 305, 335])
-"""Days before each month in a leap year: day of a 366-day year = this[month - 1] + day of month."""
-FEB29 = 60
 TIME_STEPS_PER_CHUNK = 120
 """Gridded data are read this many time steps at a time, to bound memory and report progress."""
 MAX_THEIL_SEN_POINTS = 5000
@@ -32,44 +38,6 @@ UNIT_NAMES = ("m s-1", "cm s-1")
 
 
 # ---- shared helpers ------------------------------------------------------------------------------
-
-def _columns(table: pd.DataFrame) -> str:
-    return ", ".join(map(str, table.columns)) or "none"
-
-
-def _find_coordinate(dataset: xr.Dataset | xr.DataArray, kind: str) -> str | None:
-    """Name of the 1-D dimension coordinate for time, latitude or longitude (by name, standard_name
-    or axis attribute), or None."""
-    names = {"time": ("time", "t"), "latitude": ("lat", "latitude", "nav_lat"),
-             "longitude": ("lon", "longitude", "nav_lon")}[kind]
-    axis = {"time": "T", "latitude": "Y", "longitude": "X"}[kind]
-    for name, coordinate in dataset.coords.items():
-        if coordinate.dims != (name,):
-            continue
-        attrs = coordinate.attrs
-        if str(name).lower() in names or attrs.get("standard_name") == kind or attrs.get("axis") == axis:
-            return str(name)
-    return None
-
-
-def _iso(times: pd.Index | np.ndarray | list[Any]) -> list[str]:
-    """Dates (YYYY-MM-DD) when every time is at midnight, full ISO timestamps otherwise."""
-    values = [pd.Timestamp(t) if not hasattr(t, "strftime") else t for t in list(times)]
-    daily = all((t.hour, t.minute, t.second) == (0, 0, 0) for t in values)
-    return [t.strftime("%Y-%m-%d") if daily else t.isoformat() for t in values]
-
-
-def _parse_date(name: str, value: str) -> pd.Timestamp:
-    try:
-        return pd.Timestamp(date.fromisoformat(value))
-    except ValueError:
-        raise ValueError(f"{name}: {value!r} is not a date (expected YYYY-MM-DD)") from None
-
-
-def _day_of_366_year(month: np.ndarray, day: np.ndarray) -> np.ndarray:
-    """1 January = 1, 29 February = 60, 1 March = 61 in every year, 31 December = 366."""
-    return CUMULATIVE_DAYS_LEAP[np.asarray(month) - 1] + np.asarray(day)
-
 
 def _grouped_mean(variable: xr.DataArray, time: str, positions: np.ndarray, key: np.ndarray,
                   size: int) -> np.ndarray:
@@ -97,51 +65,12 @@ def _circular_running_mean(values: np.ndarray, width: int) -> np.ndarray:
     return (total[width:] - total[:-width]) / width
 
 
-def _time_table(table: pd.DataFrame, name: str = "series") -> pd.DatetimeIndex:
-    if TIME_COLUMN not in table.columns:
-        raise ValueError(f"{name}: the table has no 'time' column; columns: {_columns(table)}")
-    if table.empty:
-        raise ValueError(f"{name}: the table has no rows")
-    try:
-        times = pd.DatetimeIndex(pd.to_datetime(table[TIME_COLUMN]))
-    except (ValueError, TypeError) as error:
-        raise ValueError(f"{name}: the 'time' column holds values that are not dates ({error})") from None
-    if times.tz is not None:
-        times = times.tz_convert("UTC").tz_localize(None)
-    if times.hasnans:
-        raise ValueError(f"{name}: the 'time' column has empty values")
-    return times
-
-
-def _numeric_columns(table: pd.DataFrame, wanted: list[str] | None, parameter: str = "columns") -> list[str]:
-    numeric = [str(name) for name in table.columns
-               if name != TIME_COLUMN and pd.api.types.is_numeric_dtype(table[name])]
-    if not wanted:
-        if not numeric:
-            raise ValueError(f"{parameter}: the table has no numeric column; columns: {_columns(table)}")
-        return numeric
-    for name in wanted:
-        if name not in table.columns:
-            raise ValueError(f"{parameter}: {name!r} is not in the table; available: {_columns(table)}")
-        if name not in numeric:
-            raise ValueError(f"{parameter}: {name!r} holds {table[name].dtype} values, not numbers")
-    return list(wanted)
-
-
-def _with_history(dataset: xr.Dataset, line: str) -> xr.Dataset:
-    stamp = pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
-    previous = str(dataset.attrs.get("history", "")).rstrip("\n")
-    entry = f"{stamp} {line}"
-    return dataset.assign_attrs(history=f"{previous}\n{entry}" if previous else entry)
-
-
 # ---- analytics.climatology -----------------------------------------------------------------------
 
 def _climatology_variables(dataset: xr.Dataset, time: str, variable: str | None) -> list[str]:
     known = [str(name) for name in dataset.data_vars]
     if variable:
-        if variable not in dataset.data_vars:
-            raise ValueError(f"variable: {variable!r} is not in the dataset; available: {', '.join(known)}")
+        require_variables(dataset, [variable], "variable")
         if time not in dataset[variable].dims:
             raise ValueError(f"variable: {variable!r} has no time dimension; dimensions: "
                              f"{', '.join(map(str, dataset[variable].dims))}")
@@ -217,7 +146,7 @@ def climatology(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any]
     (`smooth_days`, 0 to switch off). Large datasets are processed in pieces and not held in memory.
     """
     source = inputs["dataset"]
-    time = _find_coordinate(source, "time")
+    time = find_coord(source, "time")
     if time is None:
         raise ValueError("dataset: no time coordinate found (looked for 'time' or standard_name 'time')")
     names = _climatology_variables(source, time, params.get("variable"))
@@ -228,9 +157,9 @@ def climatology(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any]
         raise ValueError("dataset: the time dimension is empty")
     index = source.indexes[time]
     first, last = index.min(), index.max()
-    covers = f"the data covers {_iso([first])[0][:10]} to {_iso([last])[0][:10]}"
-    start = _parse_date("baseline_start", params["baseline_start"]) if params.get("baseline_start") else None
-    end = _parse_date("baseline_end", params["baseline_end"]) if params.get("baseline_end") else None
+    covers = f"the data covers {iso_times([first])[0][:10]} to {iso_times([last])[0][:10]}"
+    start = parse_day("baseline_start", params["baseline_start"]) if params.get("baseline_start") else None
+    end = parse_day("baseline_end", params["baseline_end"]) if params.get("baseline_end") else None
     if start is not None and end is not None and start > end:
         raise ValueError(f"baseline_start ({start:%Y-%m-%d}) must not be after baseline_end ({end:%Y-%m-%d})")
     if start is not None and not (pd.Timestamp(first).normalize() <= start <= pd.Timestamp(last)):
@@ -241,13 +170,13 @@ def climatology(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any]
     month = source[time].dt.month.values
     if period == "day_of_year":
         dim, size = "dayofyear", 366
-        key = _day_of_366_year(month, source[time].dt.day.values) - 1
+        key = day_of_366_year(month, source[time].dt.day.values) - 1
     else:
         dim, size, key = "month", 12, np.asarray(month) - 1
     upper = None if end is None else end + pd.Timedelta(days=1) - pd.Timedelta(microseconds=1)
     positions = np.arange(source.sizes[time])[source.indexes[time].slice_indexer(start, upper)]
     base_times = source.indexes[time][positions]
-    base = f"{_iso([base_times.min()])[0][:10]} to {_iso([base_times.max()])[0][:10]}"
+    base = f"{iso_times([base_times.min()])[0][:10]} to {iso_times([base_times.max()])[0][:10]}"
     present = set(np.unique(key[positions]).tolist())
     expected = set(range(size)) - ({FEB29 - 1} if dim == "dayofyear" else set())
     if not expected <= present:
@@ -292,8 +221,8 @@ def climatology(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any]
         anomalies[name] = difference.transpose(*source[name].dims).assign_attrs(attrs)
     attrs = {k: v for k, v in source.attrs.items() if k != "history"}
     attrs.update(climatology_baseline=base, history=str(source.attrs.get("history", "")))
-    clim = _with_history(clim.assign_attrs(attrs), f"analytics.climatology 1.0.0 ({chosen})")
-    anomalies = _with_history(anomalies.assign_attrs(source.attrs),
+    clim = with_history(clim.assign_attrs(attrs), f"analytics.climatology 1.0.0 ({chosen})")
+    anomalies = with_history(anomalies.assign_attrs(source.attrs),
                               f"analytics.climatology 1.0.0 anomalies ({chosen})")
     ctx.progress(1.0, f"climatology over {base}")
     return {"climatology": clim, "anomalies": anomalies}
@@ -378,8 +307,8 @@ def trend(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any]) -> d
     Missing values are left out.
     """
     table = inputs["series"]
-    times = _time_table(table)
-    columns = _numeric_columns(table, params.get("columns"))
+    times = table_times(table)
+    columns = numeric_columns(table, params.get("columns"))
     method, alpha = params["method"], float(params["alpha"])
     rows = []
     for number, name in enumerate(columns):
@@ -406,7 +335,7 @@ def trend(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any]) -> d
             "column": name, "method": method, "slope_per_year": result["slope"],
             "slope_per_decade": 10.0 * result["slope"], "ci_low": result["low"], "ci_high": result["high"],
             "p_value": result["p"], "significant": bool(result["p"] < alpha), "n": int(values.size),
-            "start": _iso([series.index[0]])[0], "end": _iso([series.index[-1]])[0],
+            "start": iso_times([series.index[0]])[0], "end": iso_times([series.index[-1]])[0],
         })
         ctx.progress((number + 1) / len(columns), f"trend of {name}")
     return {"trend": pd.DataFrame(rows)}
@@ -480,7 +409,7 @@ def skill(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any]) -> d
     for parameter, name in zip(("observed", "modelled"), names, strict=True):
         if name not in table.columns:
             raise ValueError(f"{parameter}: column {name!r} is not in the table; "
-                             f"available: {_columns(table)}")
+                             f"available: {column_list(table)}")
         if not pd.api.types.is_numeric_dtype(table[name]):
             raise ValueError(f"{parameter}: column {name!r} holds {table[name].dtype} values, not numbers")
     pairs = table.dropna(subset=names)
@@ -509,8 +438,7 @@ def skill(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any]) -> d
 def _velocity(dataset: xr.Dataset, parameter: str, name: str | None, standard_name: str) -> str:
     known = [str(v) for v in dataset.data_vars]
     if name:
-        if name not in dataset.data_vars:
-            raise ValueError(f"{parameter}: {name!r} is not in the dataset; available: {', '.join(known)}")
+        require_variables(dataset, [name], parameter)
         return name
     found = [v for v in known if dataset[v].attrs.get("standard_name") == standard_name]
     if not found:
@@ -631,10 +559,10 @@ def current_statistics(ctx: StepContext, inputs: dict[str, Any], params: dict[st
     if u.dims != v.dims:
         raise ValueError(f"u/v: {u_name!r} has dimensions {u.dims} but {v_name!r} has {v.dims}")
     u_factor, v_factor = _unit_factor(u, "u", ctx), _unit_factor(v, "v", ctx)
-    time = _find_coordinate(dataset, "time")
+    time = find_coord(dataset, "time")
     if time is None or time not in u.dims:
         raise ValueError(f"u: {u_name!r} has no time dimension; dimensions: {', '.join(map(str, u.dims))}")
-    lat_name, lon_name = _find_coordinate(dataset, "latitude"), _find_coordinate(dataset, "longitude")
+    lat_name, lon_name = find_coord(dataset, "lat"), find_coord(dataset, "lon")
     extra = [d for d in u.dims if d not in (time, lat_name, lon_name)]
     for dim in extra:
         if u.sizes[dim] != 1:
@@ -714,7 +642,7 @@ def current_statistics(ctx: StepContext, inputs: dict[str, Any], params: dict[st
         pooled = np.concatenate(exact).astype(np.float64)
         percentiles = np.percentile(pooled, (50, 90, 95, 99)).tolist()
     mean_u, mean_v = sums["u"] / valid, sums["v"] / valid
-    period = _iso([times[0], times[-1]])
+    period = iso_times([times[0], times[-1]])
     statistics = pd.DataFrame([{
         "site": site_label, "lat": site_lat, "lon": site_lon, "start": period[0], "end": period[1],
         "n_valid": valid, "coverage": valid / (steps * max(int(sea.sum()), 1)),
@@ -729,7 +657,7 @@ def current_statistics(ctx: StepContext, inputs: dict[str, Any], params: dict[st
         if longest > 0:
             flat = int(np.argmax(best[k]))
             end_step = int(np.ravel(best_end[k])[flat])
-            start = _iso([times[end_step - longest + 1]])[0]
+            start = iso_times([times[end_step - longest + 1]])[0]
         rows.append({
             "threshold_m_s": threshold, "fraction_exceeded": above[k] / valid,
             "longest_steps": longest, "longest_hours": longest * step_hours, "longest_start": start,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from datetime import date
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,6 +20,7 @@ import xarray as xr
 
 from blocks import netguard
 from blocks.context import StepContext
+from blocks.library.geo import find_coord, iso_column, iso_times, parse_day
 from blocks.library.ocean import DEPTH_PARAMETERS, SUBSET_PARAMETERS, subset_dataset
 from blocks.spec import Port, Resources, block
 
@@ -42,8 +42,6 @@ GLOBAL_ATTRIBUTES = (
 """Global attributes copied into the metadata output (long ones are shortened)."""
 MAX_ATTRIBUTE_CHARS = 2000
 MAX_LISTED_FILES = 30
-
-AXIS_NAMES = {"latitude": ("lat", "latitude"), "longitude": ("lon", "longitude"), "time": ("time",)}
 
 
 # ---- where the data comes from -------------------------------------------------------------------
@@ -148,14 +146,6 @@ def _download(ctx: StepContext, url: str, params: dict[str, Any], suffix: str) -
 
 # ---- data.open_gridded ---------------------------------------------------------------------------
 
-def _find_axis(dataset: xr.Dataset, kind: str) -> str | None:
-    for name, coordinate in dataset.coords.items():
-        named = str(name).lower() in AXIS_NAMES[kind] or coordinate.attrs.get("standard_name") == kind
-        if named:
-            return str(name)
-    return None
-
-
 def _json_value(value: Any) -> Any:
     if isinstance(value, np.generic):
         value = value.item()
@@ -170,12 +160,6 @@ def _json_value(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_json_value(item) for item in value]
     return str(value)
-
-
-def _iso(value: Any) -> str:
-    stamp = pd.Timestamp(value) if not hasattr(value, "isoformat") else value
-    text = stamp.isoformat()
-    return text[:10] if text.endswith("T00:00:00") else text
 
 
 def gridded_metadata(dataset: xr.Dataset, source: str) -> dict[str, Any]:
@@ -199,16 +183,16 @@ def gridded_metadata(dataset: xr.Dataset, source: str) -> dict[str, Any]:
         "attributes": {key: _json_value(dataset.attrs[key]) for key in GLOBAL_ATTRIBUTES
                        if key in dataset.attrs},
     }
-    time = _find_axis(dataset, "time")
+    time = find_coord(dataset, "time", dimension=False)
     if time is not None and dataset[time].size and np.issubdtype(dataset[time].dtype, np.datetime64):
         values = dataset[time].values
-        metadata["time_range"] = {"start": _iso(pd.Timestamp(values.min())),
-                                  "end": _iso(pd.Timestamp(values.max())), "steps": int(values.size)}
+        start, end = (iso_times([moment])[0] for moment in (values.min(), values.max()))
+        metadata["time_range"] = {"start": start, "end": end, "steps": int(values.size)}
     elif time is not None and dataset[time].size:  # cftime calendars
         values = dataset[time].values
         metadata["time_range"] = {"start": str(values.min()), "end": str(values.max()),
                                   "steps": int(values.size)}
-    lat, lon = _find_axis(dataset, "latitude"), _find_axis(dataset, "longitude")
+    lat, lon = (find_coord(dataset, kind, dimension=False) for kind in ("lat", "lon"))
     if lat is not None and lon is not None and dataset[lat].size and dataset[lon].size:
         metadata["bounding_box"] = {
             f"{axis}_{end}": _json_value(float(getattr(dataset[name], end)()))
@@ -409,11 +393,6 @@ def _times(table: pd.DataFrame) -> pd.Series:
     return times.dt.tz_convert(None)
 
 
-def _iso_column(times: pd.Series) -> pd.Series:
-    daily = bool((times == times.dt.normalize()).all())
-    return times.dt.strftime("%Y-%m-%d" if daily else "%Y-%m-%dT%H:%M:%S")
-
-
 def _flag_report(flags: pd.Series, keep: list[int]) -> str:
     dropped = flags[~flags.isin(keep)].value_counts().sort_index()
     if dropped.empty:
@@ -421,13 +400,6 @@ def _flag_report(flags: pd.Series, keep: list[int]) -> str:
     parts = [f"{count} with flag {flag} ({QUALITY_FLAG_MEANINGS.get(int(flag), 'unknown')})"
              for flag, count in dropped.items()]
     return f"quality flags: dropped {int(dropped.sum())} rows: " + ", ".join(parts)
-
-
-def _parse_day(name: str, value: str) -> pd.Timestamp:
-    try:
-        return pd.Timestamp(date.fromisoformat(value))
-    except ValueError:
-        raise ValueError(f"{name}: {value!r} is not a date (expected YYYY-MM-DD)") from None
 
 
 def _checked_names(table: pd.DataFrame, column: str, wanted: list[str] | None) -> pd.Series | None:
@@ -581,8 +553,8 @@ def open_observations(ctx: StepContext, inputs: dict[str, Any], params: dict[str
                               if value is not None)
             raise ValueError(f"{given}: no stations left; the stations span "
                              f"{table[axis].min():g} to {table[axis].max():g}")
-    start = _parse_day("start", params["start"]) if params.get("start") else None
-    end = _parse_day("end", params["end"]) if params.get("end") else None
+    start = parse_day("start", params["start"]) if params.get("start") else None
+    end = parse_day("end", params["end"]) if params.get("end") else None
     if start is not None and end is not None and start > end:
         raise ValueError(f"start ({params['start']}) must not be after end ({params['end']})")
     if start is not None:
@@ -594,7 +566,7 @@ def open_observations(ctx: StepContext, inputs: dict[str, Any], params: dict[str
                          f"{params.get('end') or 'the end'}; the data covers "
                          f"{times.min():%Y-%m-%d} to {times.max():%Y-%m-%d}")
     result = table[keep].copy()
-    result["time"] = _iso_column(times[keep])
+    result["time"] = iso_column(times[keep])
     extra = [column for column in result.columns if column not in OBSERVATION_COLUMNS]
     result = result[[*OBSERVATION_COLUMNS, *extra]].reset_index(drop=True)
     ctx.log(f"kept {len(result)} of {total} measurements from {result['station'].nunique()} stations")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import math
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -13,13 +13,22 @@ import pandas as pd
 import xarray as xr
 
 from blocks.context import StepContext
+from blocks.library.geo import (
+    TIME_COLUMN,
+    column_list,
+    find_coord,
+    iso_times,
+    numeric_column,
+    require_variables,
+    utc_stamp,
+    with_history,
+)
 from blocks.spec import Port, block
 
 CF_VERSION = "CF-1.8"
-AXIS_NAMES = {"latitude": ("lat", "latitude"), "longitude": ("lon", "longitude"), "time": ("time",)}
 COORDINATE_ATTRIBUTES = {
-    "latitude": {"standard_name": "latitude", "units": "degrees_north", "axis": "Y"},
-    "longitude": {"standard_name": "longitude", "units": "degrees_east", "axis": "X"},
+    "lat": {"standard_name": "latitude", "units": "degrees_north", "axis": "Y"},
+    "lon": {"standard_name": "longitude", "units": "degrees_east", "axis": "X"},
     "time": {"standard_name": "time", "axis": "T"},
 }
 KEPT_ENCODING = ("dtype", "scale_factor", "add_offset", "_FillValue", "units", "calendar")
@@ -27,24 +36,6 @@ KEPT_ENCODING = ("dtype", "scale_factor", "add_offset", "_FillValue", "units", "
 DEFAULT_SOURCE = "Iliad Portal pipeline"
 FIGURE_SIZE_IN = (10.0, 6.0)
 FIGURE_DPI = 100
-TIME_COLUMN = "time"
-
-
-def _find_axis(dataset: xr.Dataset, kind: str) -> str | None:
-    """The name of the 1-D dimension coordinate for ``kind`` (latitude, longitude or time), if any."""
-    for name, coordinate in dataset.coords.items():
-        named = str(name).lower() in AXIS_NAMES[kind] or coordinate.attrs.get("standard_name") == kind
-        if coordinate.dims == (name,) and named:
-            return str(name)
-    return None
-
-
-def _stamp() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _columns(table: pd.DataFrame) -> str:
-    return ", ".join(map(str, table.columns)) or "none"
 
 
 # ---- deliver.netcdf ------------------------------------------------------------------------------
@@ -101,7 +92,7 @@ def deliver_netcdf(ctx: StepContext, inputs: dict[str, Any], params: dict[str, A
         raise ValueError("dataset: the dataset has no data variables to deliver")
     result = dataset.copy()
     for kind, attributes in COORDINATE_ATTRIBUTES.items():
-        name = _find_axis(result, kind)
+        name = find_coord(result, kind)
         if name is None:
             continue
         merged = {**attributes, **{key: value for key, value in result[name].attrs.items()
@@ -127,18 +118,16 @@ def deliver_netcdf(ctx: StepContext, inputs: dict[str, Any], params: dict[str, A
         attrs["title"] = params["title"]
     attrs.setdefault("title", "Iliad Portal result")
     attrs["source"] = params.get("source") or attrs.get("source") or DEFAULT_SOURCE
-    stamp = _stamp()
+    stamp = utc_stamp()
     attrs["date_created"] = stamp
     if provenance:
         attrs["provenance"] = provenance
-    line = f"{stamp} deliver.netcdf 1.0.0 (compression={level})"
+    line = f"deliver.netcdf 1.0.0 (compression={level})"
     if provenance:
         line += f" provenance: {' '.join(provenance.split())}"
-    previous = str(attrs.get("history", "")).rstrip("\n")
-    attrs["history"] = f"{previous}\n{line}" if previous else line
     result.attrs = attrs
     ctx.progress(1.0, f"prepared {len(result.data_vars)} variables for NetCDF")
-    return {"dataset": result}
+    return {"dataset": with_history(result, line, stamp=stamp)}
 
 
 # ---- deliver.csv ---------------------------------------------------------------------------------
@@ -177,7 +166,7 @@ def deliver_csv(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any]
     if columns:
         unknown = [name for name in columns if name not in table.columns]
         if unknown:
-            raise ValueError(f"columns: {unknown[0]!r} is not in the table; available: {_columns(table)}")
+            raise ValueError(f"columns: {unknown[0]!r} is not in the table; available: {column_list(table)}")
         table = table[columns]
     table = table.copy()
     decimals = params.get("decimals")
@@ -194,12 +183,12 @@ def deliver_csv(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any]
 def _coordinate_column(table: pd.DataFrame, given: str | None, names: tuple[str, ...], param: str) -> str:
     if given:
         if given not in table.columns:
-            raise ValueError(f"{param}: {given!r} is not in the table; available: {_columns(table)}")
+            raise ValueError(f"{param}: {given!r} is not in the table; available: {column_list(table)}")
         return given
     for name in table.columns:
         if str(name).lower() in names:
             return str(name)
-    raise ValueError(f"{param}: the table has no {' or '.join(names)} column; available: {_columns(table)}"
+    raise ValueError(f"{param}: the table has no {' or '.join(names)} column; available: {column_list(table)}"
                      f" (set {param} to name it)")
 
 
@@ -282,7 +271,9 @@ def deliver_geojson(ctx: StepContext, inputs: dict[str, Any], params: dict[str, 
     else:
         unknown = [name for name in wanted if name not in table.columns]
         if unknown:
-            raise ValueError(f"properties: {unknown[0]!r} is not in the table; available: {_columns(table)}")
+            raise ValueError(
+                f"properties: {unknown[0]!r} is not in the table; available: {column_list(table)}"
+            )
         names = list(wanted)
         if TIME_COLUMN in table.columns and TIME_COLUMN not in names:
             names.insert(0, TIME_COLUMN)
@@ -338,15 +329,14 @@ def _select_time(array: xr.DataArray, time_name: str, wanted: str | None) -> tup
             raise ValueError(f"time: {wanted} is outside the data, which covers {first.isoformat()} to "
                              f"{last.isoformat()}")
         chosen = array.sel({time_name: moment}, method="nearest")
-    stamp = pd.Timestamp(chosen[time_name].values).isoformat()
-    return chosen, stamp[:10] if stamp.endswith("T00:00:00") else stamp
+    return chosen, iso_times([pd.Timestamp(chosen[time_name].values)])[0]
 
 
 def _map_png(dataset: xr.Dataset, params: dict[str, Any]) -> bytes:
     from matplotlib.figure import Figure
 
     known = [str(name) for name in dataset.data_vars]
-    lat, lon = _find_axis(dataset, "latitude"), _find_axis(dataset, "longitude")
+    lat, lon = find_coord(dataset, "lat"), find_coord(dataset, "lon")
     name = params.get("variable")
     if name is None:
         spatial = [n for n in known if lat in dataset[n].dims and lon in dataset[n].dims]
@@ -354,14 +344,13 @@ def _map_png(dataset: xr.Dataset, params: dict[str, Any]) -> bytes:
             raise ValueError(f"variable: no variable has latitude and longitude dimensions; variables: "
                              f"{', '.join(known) or 'none'}")
         name = spatial[0]
-    if name not in known:
-        raise ValueError(f"variable: {name!r} is not in the dataset; available: {', '.join(known) or 'none'}")
+    require_variables(dataset, [name], "variable")
     array = dataset[name]
     if lat is None or lon is None or lat not in array.dims or lon not in array.dims:
         raise ValueError(f"variable: {name!r} has dimensions ({', '.join(map(str, array.dims))}); a map "
                          "needs latitude and longitude")
     subtitle = []
-    time = _find_axis(dataset, "time")
+    time = find_coord(dataset, "time")
     if time is not None and time in array.dims:
         array, stamp = _select_time(array, time, params.get("time"))
         subtitle.append(stamp)
@@ -396,21 +385,12 @@ def _chart_png(table: pd.DataFrame, params: dict[str, Any]) -> bytes:
     from matplotlib.figure import Figure
 
     if TIME_COLUMN not in table.columns:
-        raise ValueError(f"table: the table has no {TIME_COLUMN!r} column; columns: {_columns(table)}")
+        raise ValueError(f"table: the table has no {TIME_COLUMN!r} column; columns: {column_list(table)}")
     times = pd.to_datetime(table[TIME_COLUMN], errors="coerce", utc=True).dt.tz_convert(None)
     if times.isna().any():
         row = int(np.flatnonzero(times.isna().to_numpy())[0])
         raise ValueError(f"table: 'time' row {row + 1} is not a date: {table[TIME_COLUMN].iloc[row]!r}")
-    column = params.get("column")
-    numeric = [str(n) for n in table.columns if n != TIME_COLUMN and pd.api.types.is_numeric_dtype(table[n])]
-    if column is None:
-        if not numeric:
-            raise ValueError(f"column: the table has no numeric column to plot; columns: {_columns(table)}")
-        column = numeric[0]
-    elif column not in table.columns:
-        raise ValueError(f"column: {column!r} is not in the table; available: {_columns(table)}")
-    elif column not in numeric:
-        raise ValueError(f"column: {column!r} holds {table[column].dtype} values, not numbers")
+    column = numeric_column(table, params.get("column"))
     values = table[column].astype(float)
     if values.isna().all():
         raise ValueError(f"column: {column!r} has no values (all missing)")

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
 import xarray as xr
 
 from blocks.context import StepContext
 from blocks.library import demo_data
+from blocks.library.geo import parse_day
+from blocks.library.schemas import number
 from blocks.spec import Port, block
 
 MAX_VALUES_PER_VARIABLE = 5_000_000
 """Larger grids would not fit a worker's memory: four variables plus float64 intermediates."""
-
-
-def _number(title: str, description: str, default: float, minimum: float, maximum: float) -> dict[str, Any]:
-    return {"type": "number", "title": title, "description": description, "default": default,
-            "minimum": minimum, "maximum": maximum}
 
 
 PARAMETERS: dict[str, Any] = {
@@ -28,20 +24,13 @@ PARAMETERS: dict[str, Any] = {
                   "description": "First day of the series (YYYY-MM-DD).", "default": "2021-01-01"},
         "days": {"type": "integer", "title": "Number of days", "minimum": 1, "maximum": 3660,
                  "description": "How many daily time steps to generate.", "default": 1096},
-        "lat_min": _number("Southern edge", "Southern edge of the area, degrees north.", 40.0, -90, 90),
-        "lat_max": _number("Northern edge", "Northern edge of the area, degrees north.", 46.0, -90, 90),
-        "lon_min": _number("Western edge", "Western edge of the area, degrees east.", -6.0, -180, 180),
-        "lon_max": _number("Eastern edge", "Eastern edge of the area, degrees east.", 4.0, -180, 180),
-        "resolution": _number("Grid spacing", "Distance between grid points, degrees.", 0.25, 0.05, 2),
+        "lat_min": number("Southern edge", "Southern edge of the area, degrees north.", 40.0, -90, 90),
+        "lat_max": number("Northern edge", "Northern edge of the area, degrees north.", 46.0, -90, 90),
+        "lon_min": number("Western edge", "Western edge of the area, degrees east.", -6.0, -180, 180),
+        "lon_max": number("Eastern edge", "Eastern edge of the area, degrees east.", 4.0, -180, 180),
+        "resolution": number("Grid spacing", "Distance between grid points, degrees.", 0.25, 0.05, 2),
     },
 }
-
-
-def _checked_start(value: str) -> str:
-    try:
-        return date.fromisoformat(value).isoformat()
-    except ValueError:
-        raise ValueError(f"start: {value!r} is not a date (expected YYYY-MM-DD)") from None
 
 
 def _check_grid(params: dict[str, Any]) -> None:
@@ -92,7 +81,7 @@ def demo_dataset(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any
     **Planted event:** a marine heatwave, about +3 °C, from 18 July to 7 August 2022 over
     44-45.5 °N, 5-2.5 °W (southern Bay of Biscay): useful to check that an analysis finds it.
     """
-    params = {**params, "start": _checked_start(params["start"])}
+    params = {**params, "start": f"{parse_day('start', params['start']):%Y-%m-%d}"}
     _check_grid(params)
     ctx.progress(0.0, "generating the demo dataset")
     dataset = demo_data.make_demo_dataset(**params)

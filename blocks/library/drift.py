@@ -8,7 +8,7 @@ import time as clock
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,8 @@ import pandas as pd
 import xarray as xr
 
 from blocks.context import StepCancelled, StepContext
+from blocks.library.geo import find_coord, with_history
+from blocks.library.schemas import number
 from blocks.spec import Port, Resources, block
 
 DEFAULT_OIL_TYPE = "GENERIC MEDIUM CRUDE"
@@ -45,10 +47,11 @@ WIND_NAMES = {
     "northward_wind": ("northward_wind", "v10", "vwnd", "wind_v", "v_wind"),
 }
 AXES = {
-    "lat": (("lat", "latitude", "nav_lat"), "latitude", "degrees_north", "Y"),
-    "lon": (("lon", "longitude", "nav_lon"), "longitude", "degrees_east", "X"),
-    "time": (("time",), "time", None, "T"),
+    "lat": ("latitude", "degrees_north", "Y"),
+    "lon": ("longitude", "degrees_east", "X"),
+    "time": ("time", None, "T"),
 }
+"""CF standard name, units and axis given to the forcing coordinates (found with geo.find_coord)."""
 OIL_EXPORT = ("mass_oil", "mass_evaporated", "mass_dispersed", "mass_biodegraded", "water_fraction",
               "viscosity", "density", "oil_film_thickness")
 COMMON_EXPORT = ("lon", "lat", "z", "status", "moving", "age_seconds", "origin_marker",
@@ -56,18 +59,6 @@ COMMON_EXPORT = ("lon", "lat", "z", "status", "moving", "age_seconds", "origin_m
 
 
 # ---- forcing data -------------------------------------------------------------------------------
-
-def _axis(dataset: xr.Dataset, kind: str) -> str | None:
-    names, standard_name, _, axis = AXES[kind]
-    for name, coordinate in dataset.coords.items():
-        if coordinate.ndim != 1 or coordinate.dims != (name,):
-            continue
-        if str(name).lower() in names or coordinate.attrs.get("standard_name") == standard_name or (
-            coordinate.attrs.get("axis") == axis
-        ):
-            return str(name)
-    return None
-
 
 def _find_variable(dataset: xr.Dataset, standard_name: str, names: tuple[str, ...]) -> str | None:
     for name, variable in dataset.data_vars.items():
@@ -100,7 +91,7 @@ def _forcing(dataset: xr.Dataset, port: str, standard_names: dict[str, tuple[str
             f"{', '.join(name for standard in missing for name in standard_names[standard])}); "
             f"the dataset has: {_describe_variables(dataset)}"
         )
-    axes = {kind: _axis(dataset, kind) for kind in AXES}
+    axes = {kind: find_coord(dataset, kind) for kind in AXES}
     absent = [kind for kind, name in axes.items() if name is None]
     if absent:
         raise ValueError(f"{port}: the dataset has no {' or '.join(absent)} coordinate; coordinates: "
@@ -112,7 +103,7 @@ def _forcing(dataset: xr.Dataset, port: str, standard_names: dict[str, tuple[str
             selected = selected.isel({dim: 0}, drop=True)
     renamed = selected.rename({axes["time"]: "time", axes["lat"]: "lat", axes["lon"]: "lon"})
     renamed = renamed.rename({name: standard for standard, name in found.items() if name != standard})
-    for kind, (_, standard_name, units, axis) in AXES.items():
+    for kind, (standard_name, units, axis) in AXES.items():
         attrs = {**renamed[kind].attrs, "standard_name": standard_name, "axis": axis}
         if units:
             attrs["units"] = units
@@ -418,25 +409,12 @@ def _trajectory_attrs(trajectories: xr.Dataset, params: dict[str, Any]) -> xr.Da
     trajectories["trajectory"].attrs = {**trajectories["trajectory"].attrs, "cf_role": "trajectory_id",
                                          "long_name": "particle number"}
     trajectories["time"].attrs = {**trajectories["time"].attrs, "standard_name": "time", "axis": "T"}
-    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     chosen = ", ".join(f"{key}={params[key]}" for key in sorted(params))
-    history = str(trajectories.attrs.get("history", "")).rstrip("\n")
-    entry = f"{stamp} model.particle_drift 1.0.0 ({chosen})"
-    trajectories.attrs.update({"Conventions": "CF-1.8", "featureType": "trajectory",
-                               "history": f"{history}\n{entry}" if history else entry})
-    return trajectories
+    trajectories.attrs.update({"Conventions": "CF-1.8", "featureType": "trajectory"})
+    return with_history(trajectories, f"model.particle_drift 1.0.0 ({chosen})")
 
 
 # ---- the block ----------------------------------------------------------------------------------
-
-def _number(title: str, description: str, default: float | None, minimum: float, maximum: float,
-            kind: str = "number") -> dict[str, Any]:
-    schema: dict[str, Any] = {"type": kind, "title": title, "description": description,
-                              "minimum": minimum, "maximum": maximum}
-    if default is not None:
-        schema["default"] = default
-    return schema
-
 
 PARAMETERS: dict[str, Any] = {
     "type": "object",
@@ -451,29 +429,29 @@ PARAMETERS: dict[str, Any] = {
         "oil_type": {"type": "string", "minLength": 1, "default": DEFAULT_OIL_TYPE, "title": "Oil type",
                      "description": "Name of the oil in OpenDrift's (ADIOS) oil library, e.g. GENERIC MEDIUM "
                                     "CRUDE, GENERIC DIESEL, GENERIC BUNKER C. Only used for oil."},
-        "wind_drift_factor": _number(
+        "wind_drift_factor": number(
             "Wind drift factor", "Share of the wind speed added to the drift, e.g. 0.02 (2 %) for floating "
             "litter, 0 for larvae below the surface. Empty: 0.02 for litter, 0 for larvae. Only used for "
             "larvae and litter (oil has its own wind drift).", None, 0.0, 0.1),
-        "lat": _number("Release latitude", "Latitude of the release point, degrees north.", None, -90, 90),
-        "lon": _number("Release longitude", "Longitude of the release point, degrees east.", None, -180, 180),
-        "radius_m": _number("Release radius (m)", "Particles are released at random within this distance of "
+        "lat": number("Release latitude", "Latitude of the release point, degrees north.", None, -90, 90),
+        "lon": number("Release longitude", "Longitude of the release point, degrees east.", None, -180, 180),
+        "radius_m": number("Release radius (m)", "Particles are released at random within this distance of "
                             "the release point, in metres.", 1000, 0, 100_000),
         "start": {"type": "string", "title": "Release time",
                   "description": "Date and time of the release, in UTC, e.g. 2022-07-18T06:00. It must lie "
                                  "within the currents data. Empty: the first time of the currents data."},
-        "duration_hours": _number("Duration (hours)", "How long to follow the particles after the release.",
+        "duration_hours": number("Duration (hours)", "How long to follow the particles after the release.",
                                   24, 1, 720, "integer"),
-        "particles": _number("Number of particles", "How many particles to release (more: smoother maps, "
+        "particles": number("Number of particles", "How many particles to release (more: smoother maps, "
                              "slower).", 500, 1, MAX_PARTICLES, "integer"),
-        "time_step_minutes": _number("Time step (minutes)", "Time step of the computation.", 30, 1, 360,
+        "time_step_minutes": number("Time step (minutes)", "Time step of the computation.", 30, 1, 360,
                                      "integer"),
-        "output_interval_minutes": _number("Output interval (minutes)", "How often positions are stored; a "
+        "output_interval_minutes": number("Output interval (minutes)", "How often positions are stored; a "
                                            "multiple of the time step.", 60, 1, 1440, "integer"),
         "use_landmask": {"type": "boolean", "default": True, "title": "Stop at the coast",
                          "description": "Particles reaching the coast (GSHHG full-resolution coastline) are "
                                         "stranded. Off: only the currents data decide where the sea is."},
-        "density_resolution_deg": _number("Density grid spacing (degrees)",
+        "density_resolution_deg": number("Density grid spacing (degrees)",
                                           "Cell size of the particle density map.", 0.05, 0.001, 2),
     },
 }

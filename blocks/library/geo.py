@@ -3,12 +3,18 @@
 This module defines no blocks. Its public API:
 
 * :func:`find_coord` / :func:`require_coord` - the name of the latitude, longitude, time or depth
-  coordinate of a dataset, found by name, CF ``standard_name``, ``axis`` or ``units``;
-* :func:`coverage`, :func:`iso_times` - human-readable ranges and ISO 8601 time strings;
+  coordinate of a dataset, found by name, CF ``standard_name``, ``axis`` or ``units``; and
+  :func:`coord_kind`, which of these a given coordinate is;
+* :func:`coverage`, :func:`iso_times`, :func:`iso_column` - human-readable ranges and ISO 8601 time
+  strings;
 * :func:`wrap_longitudes`, :func:`longitude_convention` - 0-360 versus -180-180 longitudes;
 * :func:`depth_is_height` - whether a depth coordinate counts upwards (negative below the surface);
 * :func:`cos_lat_weights` - area weights of a regular latitude-longitude grid;
 * :func:`with_history` - append a line to a dataset's CF ``history`` attribute;
+* :func:`parse_day` - a ``YYYY-MM-DD`` parameter as a timestamp;
+* :func:`variable_list`, :func:`require_variables` - check the variables of datasets;
+* :func:`column_list`, :func:`numeric_column`, :func:`numeric_columns`, :func:`table_times` - check
+  the columns of tables;
 * :func:`time_series_table`, :func:`read_time_series` - build and parse the shared time series table
   (a ``time`` column plus one numeric column per variable).
 """
@@ -16,7 +22,7 @@ This module defines no blocks. Its public API:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 import numpy as np
@@ -29,8 +35,8 @@ KIND_WORDS: dict[str, str] = {"lat": "latitude", "lon": "longitude", "time": "ti
 """How each kind of coordinate is named in messages."""
 
 COORD_NAMES: dict[str, tuple[str, ...]] = {
-    "lat": ("lat", "latitude", "nav_lat", "lat_rho"),
-    "lon": ("lon", "longitude", "nav_lon", "lon_rho"),
+    "lat": ("lat", "latitude", "nav_lat", "lat_rho", "y_lat"),
+    "lon": ("lon", "longitude", "long", "nav_lon", "lon_rho", "x_lon"),
     "time": ("time", "t", "time_counter"),
     "depth": ("depth", "deptht", "depthu", "depthv", "depthw", "lev", "z"),
 }
@@ -82,6 +88,17 @@ def _score(name: str, coordinate: xr.DataArray, kind: str) -> int:
     if kind == "depth" and str(attrs.get("positive", "")).lower() in ("up", "down"):
         return 1
     return 0
+
+
+def coord_kind(name: str, coordinate: xr.DataArray) -> Kind | None:
+    """Which kind of coordinate ("lat", "lon", "time" or "depth") ``coordinate`` is, or None.
+
+    Judged as in :func:`find_coord`; when several kinds fit, the surest wins (name, then CF
+    ``standard_name``, ``axis`` and units).
+    """
+    scores = {kind: _score(name, coordinate, kind) for kind in COORD_NAMES}
+    best = max(scores, key=lambda kind: scores[kind])
+    return best if scores[best] else None  # type: ignore[return-value]
 
 
 def find_coord(dataset: xr.Dataset | xr.DataArray, kind: Kind, *, dimension: bool = True) -> str | None:
@@ -141,6 +158,16 @@ def iso_times(times: Iterable[Any]) -> list[str]:
     return [t.strftime("%Y-%m-%d") if daily else t.isoformat() for t in values]
 
 
+def iso_column(times: pd.Series) -> pd.Series:
+    """A datetime column as text: ``YYYY-MM-DD`` when every time is at midnight, else
+    ``YYYY-MM-DDTHH:MM:SS`` (missing times stay missing; the index is kept)."""
+    if times.empty:
+        return pd.Series([], index=times.index, dtype=object, name=times.name)
+    known = times.dropna()
+    daily = bool((known == known.dt.normalize()).all())
+    return times.dt.strftime("%Y-%m-%d" if daily else "%Y-%m-%dT%H:%M:%S")
+
+
 def coverage(index: pd.Index | Sequence[Any]) -> str:
     """The range of a coordinate in words, e.g. ``'40 to 46'`` or ``'2021-01-01 to 2023-12-31'``."""
     index = index if isinstance(index, pd.Index) else pd.Index(index)
@@ -152,12 +179,28 @@ def coverage(index: pd.Index | Sequence[Any]) -> str:
     return f"{index.min():g} to {index.max():g}"
 
 
-def with_history(dataset: xr.Dataset, line: str) -> xr.Dataset:
-    """A copy of ``dataset`` whose CF ``history`` attribute ends with a time-stamped ``line``."""
-    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def utc_stamp() -> str:
+    """The current UTC time as ``YYYY-MM-DDTHH:MM:SSZ``, as written in ``history`` and ``date_created``."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def with_history(dataset: xr.Dataset, line: str, *, stamp: str | None = None) -> xr.Dataset:
+    """A copy of ``dataset`` whose CF ``history`` attribute ends with a time-stamped ``line``.
+
+    ``stamp`` defaults to :func:`utc_stamp`; pass one to use the same time in other attributes.
+    """
+    stamp = stamp or utc_stamp()
     previous = str(dataset.attrs.get("history", "")).rstrip("\n")
     entry = f"{stamp} {line}"
     return dataset.assign_attrs(history=f"{previous}\n{entry}" if previous else entry)
+
+
+def parse_day(parameter: str, value: str) -> pd.Timestamp:
+    """A ``YYYY-MM-DD`` parameter value as a midnight timestamp, or ValueError starting with ``parameter``."""
+    try:
+        return pd.Timestamp(date.fromisoformat(value))
+    except ValueError:
+        raise ValueError(f"{parameter}: {value!r} is not a date (expected YYYY-MM-DD)") from None
 
 
 def longitude_convention(longitudes: Iterable[float]) -> int:
@@ -235,3 +278,87 @@ def read_time_series(
     frame = table[list(columns)].astype(np.float64)
     frame.index = pd.DatetimeIndex(times, name=TIME_COLUMN)
     return frame.sort_index()
+
+
+def variable_list(dataset: xr.Dataset) -> str:
+    """The data variable names of ``dataset`` for messages, e.g. ``'sst, sss'`` (``'none'`` without any)."""
+    return ", ".join(map(str, dataset.data_vars)) or "none"
+
+
+def require_variables(dataset: xr.Dataset, names: Iterable[str] | None, parameter: str = "variables") -> None:
+    """Raise ValueError starting with ``parameter`` unless every one of ``names`` is a data variable."""
+    for name in names or ():
+        if name not in dataset.data_vars:
+            raise ValueError(
+                f"{parameter}: {name!r} is not in the dataset; available: {variable_list(dataset)}"
+            )
+
+
+def column_list(table: pd.DataFrame) -> str:
+    """The column names of ``table`` for messages, e.g. ``'time, sst'`` (``'none'`` without columns)."""
+    return ", ".join(map(str, table.columns)) or "none"
+
+
+def _holds_numbers(column: pd.Series, booleans: bool) -> bool:
+    return pd.api.types.is_numeric_dtype(column) and (booleans or not pd.api.types.is_bool_dtype(column))
+
+
+def numeric_column(
+    table: pd.DataFrame, column: str | None, parameter: str = "column", *,
+    exclude: Sequence[str] = (TIME_COLUMN,), booleans: bool = True,
+) -> str:
+    """``column`` checked to exist and hold numbers or, when it is empty, the first numeric column.
+
+    Columns in ``exclude`` are not picked by default; with ``booleans=False`` true/false columns do
+    not count as numbers. Raises ValueError starting with ``parameter``.
+    """
+    if column:
+        if column not in table.columns:
+            raise ValueError(f"{parameter}: {column!r} is not in the table; available: {column_list(table)}")
+        if not _holds_numbers(table[column], booleans):
+            raise ValueError(f"{parameter}: {column!r} holds {table[column].dtype} values, not numbers")
+        return column
+    for name in table.columns:
+        if name not in exclude and _holds_numbers(table[name], booleans):
+            return str(name)
+    raise ValueError(f"{parameter}: the table has no numeric column; columns: {column_list(table)}")
+
+
+def numeric_columns(
+    table: pd.DataFrame, wanted: Sequence[str] | None, parameter: str = "columns", *, booleans: bool = True
+) -> list[str]:
+    """The ``wanted`` columns, each checked by :func:`numeric_column`, or when there are none every
+    numeric column besides ``time`` (true/false columns only with ``booleans``)."""
+    if wanted:
+        return [numeric_column(table, name, parameter) for name in wanted]
+    found = [str(name) for name in table.columns
+             if name != TIME_COLUMN and _holds_numbers(table[name], booleans)]
+    if not found:
+        raise ValueError(f"{parameter}: the table has no numeric column; columns: {column_list(table)}")
+    return found
+
+
+def table_times(
+    table: pd.DataFrame, parameter: str = "series", *, iso_only: bool = False
+) -> pd.DatetimeIndex:
+    """The ``time`` column of a table as naive UTC timestamps.
+
+    Times are read in any format pandas recognises or, with ``iso_only``, as ISO 8601 (which may mix
+    dates and date-times). Raises ValueError starting with ``parameter`` when the column is missing,
+    the table has no rows, or a time is unreadable or empty.
+    """
+    if TIME_COLUMN not in table.columns:
+        raise ValueError(f"{parameter}: the table has no 'time' column; columns: {column_list(table)}")
+    if table.empty:
+        raise ValueError(f"{parameter}: the table has no rows")
+    try:
+        times = pd.to_datetime(table[TIME_COLUMN], utc=True, format="ISO8601" if iso_only else None)
+    except (ValueError, TypeError) as error:
+        raise ValueError(
+            f"{parameter}: the 'time' column holds values that are not dates ({error})"
+        ) from None
+    times = pd.DatetimeIndex(times).tz_convert(None)
+    if times.hasnans:
+        row = int(np.flatnonzero(times.isna())[0])
+        raise ValueError(f"{parameter}: the 'time' column is empty in row {row + 1}")
+    return times

@@ -15,19 +15,20 @@ References:
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from blocks.context import StepContext
+from blocks.library.geo import numeric_column, parse_day, table_times
 from blocks.spec import Port, block
 
-TIME_COLUMN = "time"
 FEB29 = 60
 """Day of year of 29 February in the 366-day climatological year (1 March is always day 61)."""
 CLIMATOLOGICAL_YEAR = 366
+CUMULATIVE_DAYS_LEAP = np.array([0, 31, 60, 91, 121, 152, 182, 213, 244, 274, 305, 335])
+"""Days before each month in a leap year: day of a 366-day year = this[month - 1] + day of month."""
 CATEGORY_NAMES = ("Moderate", "Strong", "Severe", "Extreme")
 """Hobday et al. (2018) categories I to IV."""
 CATEGORY_NUMERALS = ("I", "II", "III", "IV")
@@ -36,40 +37,11 @@ RECOMMENDED_BASELINE_YEARS = 3
 
 # ---- input checking ------------------------------------------------------------------------------
 
-def _columns(table: pd.DataFrame) -> str:
-    return ", ".join(map(str, table.columns)) or "none"
-
-
-def _value_column(table: pd.DataFrame, column: str | None) -> str:
-    if column:
-        if column not in table.columns:
-            raise ValueError(f"column: {column!r} is not in the table; available: {_columns(table)}")
-        if not pd.api.types.is_numeric_dtype(table[column]):
-            raise ValueError(f"column: {column!r} holds {table[column].dtype} values, not numbers")
-        return column
-    numeric = [str(name) for name in table.columns
-               if name != TIME_COLUMN and pd.api.types.is_numeric_dtype(table[name])]
-    if not numeric:
-        raise ValueError(f"column: the table has no numeric column; columns: {_columns(table)}")
-    return numeric[0]
-
-
 def _daily_series(table: pd.DataFrame, column: str | None) -> tuple[pd.Series, str, int]:
     """The chosen column as a float series on a gap-free daily DatetimeIndex, its name, and how many
     dates had to be added (as missing values) to close gaps in the calendar."""
-    if TIME_COLUMN not in table.columns:
-        raise ValueError(f"series: the table has no 'time' column; columns: {_columns(table)}")
-    name = _value_column(table, column)
-    if table.empty:
-        raise ValueError("series: the table has no rows")
-    try:
-        times = pd.DatetimeIndex(pd.to_datetime(table[TIME_COLUMN]))
-    except (ValueError, TypeError) as error:
-        raise ValueError(f"series: the 'time' column holds values that are not dates ({error})") from None
-    if times.tz is not None:
-        times = times.tz_convert("UTC").tz_localize(None)
-    if times.hasnans:
-        raise ValueError("series: the 'time' column has empty values")
+    times = table_times(table, "series")
+    name = numeric_column(table, column)
     if not (times == times.normalize()).all():
         raise ValueError("series: the series must be daily (one value per day at 00:00); "
                          "resample it to daily means first (transform.resample)")
@@ -84,21 +56,13 @@ def _daily_series(table: pd.DataFrame, column: str | None) -> tuple[pd.Series, s
     return values.reindex(full), name, added
 
 
-def _date_param(name: str, value: str | None, default: pd.Timestamp) -> pd.Timestamp:
-    if value is None:
-        return default
-    try:
-        return pd.Timestamp(date.fromisoformat(value))
-    except ValueError:
-        raise ValueError(f"{name}: {value!r} is not a date (expected YYYY-MM-DD)") from None
-
-
 def _baseline(index: pd.DatetimeIndex, params: dict[str, Any]) -> tuple[int, int]:
     """First and last position of the baseline period, or ValueError naming the data's range."""
     first, last = index[0], index[-1]
     covers = f"the series covers {first:%Y-%m-%d} to {last:%Y-%m-%d}"
-    start = _date_param("baseline_start", params.get("baseline_start"), first)
-    end = _date_param("baseline_end", params.get("baseline_end"), last)
+    start, end = params.get("baseline_start"), params.get("baseline_end")
+    start = first if start is None else parse_day("baseline_start", start)
+    end = last if end is None else parse_day("baseline_end", end)
     if start > end:
         raise ValueError(f"baseline_start ({start:%Y-%m-%d}) must not be after baseline_end ({end:%Y-%m-%d})")
     if start < first or start > last:
@@ -110,11 +74,16 @@ def _baseline(index: pd.DatetimeIndex, params: dict[str, Any]) -> tuple[int, int
 
 # ---- the method ----------------------------------------------------------------------------------
 
+def day_of_366_year(month: Any, day: Any) -> np.ndarray:
+    """Day of the 366-day year from month and day numbers (so it works for any calendar): 1 January = 1,
+    29 February = 60, 1 March = 61 in every year, 31 December = 366."""
+    return CUMULATIVE_DAYS_LEAP[np.asarray(month) - 1] + np.asarray(day)
+
+
 def day_of_climatological_year(index: pd.DatetimeIndex) -> np.ndarray:
     """Day of a 366-day year for each date: 1 January = 1, 29 February = 60, 1 March = 61 in every year,
     31 December = 366 (so non-leap years skip 60), as in the reference implementation."""
-    doy = index.day_of_year.to_numpy()
-    return doy + ((~index.is_leap_year) & (index.month > 2)).astype(int)
+    return day_of_366_year(index.month, index.day)
 
 
 def circular_running_mean(values: np.ndarray, width: int) -> np.ndarray:

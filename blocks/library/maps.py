@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 import xarray as xr
 
 from blocks.context import StepContext
+from blocks.library.geo import KIND_WORDS, coord_kind, require_variables
 from blocks.library.plots import MUTED, _style
 from blocks.spec import Port, block
 
@@ -25,13 +26,8 @@ LAND_COLOUR = "#a8a8a8"
 TYPICAL_MAP_WIDTH_PX = 760
 """Plot width the figure height is chosen for; wider or narrower screens keep the map's shape."""
 
-COORDINATE_NAMES = {
-    "latitude": ("lat", "latitude", "nav_lat", "y_lat"),
-    "longitude": ("lon", "longitude", "long", "nav_lon", "x_lon"),
-    "time": ("time", "t", "time_counter"),
-    "depth": ("depth", "deptht", "depthu", "depthv", "depthw", "lev", "level", "z", "elevation"),
-}
-AXIS_LETTERS = {"latitude": "Y", "longitude": "X", "time": "T", "depth": "Z"}
+EXTRA_DEPTH_NAMES = ("level", "elevation")
+"""Vertical coordinate names the map also steps through as depth (geo.find_coord does not use them)."""
 
 COLOUR_SCALES = ("auto", "thermal", "haline", "speed", "balance", "delta", "deep", "algae", "oxy", "dense",
                  "amp", "ice", "matter", "turbid", "tempo", "viridis", "cividis")
@@ -81,24 +77,10 @@ def _pretty_units(units: Any, standard_name: str = "") -> str:
 
 def _kind(name: str, coordinate: xr.DataArray) -> str | None:
     """Which axis (latitude, longitude, time, depth) a 1-D coordinate is, or None."""
-    attrs = coordinate.attrs
-    standard_name = str(attrs.get("standard_name", "")).lower()
-    units = str(attrs.get("units", "")).lower()
-    axis = str(attrs.get("axis", "")).upper()
-    lowered = name.lower()
-    for kind, names in COORDINATE_NAMES.items():
-        if lowered in names or standard_name == kind:
-            return kind
-    if units in ("degrees_north", "degree_north", "degree_n", "degrees_n"):
-        return "latitude"
-    if units in ("degrees_east", "degree_east", "degree_e", "degrees_e"):
-        return "longitude"
-    if np.issubdtype(coordinate.dtype, np.datetime64) or axis == "T":
-        return "time"
-    for kind, letter in AXIS_LETTERS.items():
-        if axis == letter:
-            return kind
-    return None
+    kind = coord_kind(name, coordinate)
+    if kind is None and name.lower() in EXTRA_DEPTH_NAMES:
+        kind = "depth"
+    return KIND_WORDS[kind] if kind else None
 
 
 def _dimension_kinds(dataset: xr.Dataset, variable: str) -> dict[str, str]:
@@ -237,9 +219,7 @@ def map_plot(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any]) -
     """
     dataset: xr.Dataset = inputs["dataset"]
     variable = params["variable"]
-    if variable not in dataset.data_vars:
-        available = ", ".join(str(name) for name in dataset.data_vars) or "none"
-        raise ValueError(f"variable: {variable!r} is not in the dataset; available: {available}")
+    require_variables(dataset, [variable], "variable")
     array = dataset[variable]
     kinds = _dimension_kinds(dataset, variable)
     if "latitude" not in kinds or "longitude" not in kinds:

@@ -13,9 +13,9 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from blocks.context import StepContext
+from blocks.library.geo import iso_times, numeric_column, table_times
 from blocks.spec import Port, Resources, block
 
-TIME_COLUMN = "time"
 DAY = pd.Timedelta(days=1)
 YEAR_DAYS = 365.25
 FOURIER_HARMONICS = 3
@@ -35,49 +35,8 @@ OBSERVATION_GROUP_COLUMNS = ("station", "variable", "depth", "lat", "lon")
 
 # ---- shared helpers -----------------------------------------------------------------------------
 
-def _columns(table: pd.DataFrame) -> str:
-    return ", ".join(str(name) for name in table.columns) or "none"
-
-
-def _numeric_column(table: pd.DataFrame, column: str | None, exclude: tuple[str, ...] = ()) -> str:
-    """The named column (checked to be numeric) or, when none is named, the first numeric column."""
-    if column:
-        if column not in table.columns:
-            raise ValueError(f"column: {column!r} is not in the table; available: {_columns(table)}")
-        if not pd.api.types.is_numeric_dtype(table[column]) or pd.api.types.is_bool_dtype(table[column]):
-            raise ValueError(f"column: {column!r} holds {table[column].dtype} values, not numbers")
-        return column
-    for name in table.columns:
-        if name not in exclude and pd.api.types.is_numeric_dtype(table[name]) and not (
-            pd.api.types.is_bool_dtype(table[name])
-        ):
-            return str(name)
-    raise ValueError(f"column: the table has no numeric column; columns: {_columns(table)}")
-
-
-def _parse_times(table: pd.DataFrame) -> pd.DatetimeIndex:
-    if TIME_COLUMN not in table.columns:
-        raise ValueError(f"series: the table has no {TIME_COLUMN!r} column; columns: {_columns(table)}")
-    try:
-        times = pd.to_datetime(table[TIME_COLUMN], utc=True, format="ISO8601")
-    except (ValueError, TypeError) as error:
-        raise ValueError(f"series: the {TIME_COLUMN!r} column has values that are not dates: {error}") \
-            from None
-    if times.isna().any():
-        row = int(np.flatnonzero(times.isna().to_numpy())[0])
-        raise ValueError(f"series: the {TIME_COLUMN!r} column is empty in row {row + 1}")
-    return pd.DatetimeIndex(times).tz_convert(None)
-
-
 def _iso_day(value: pd.Timestamp) -> str:
     return value.strftime("%Y-%m-%d")
-
-
-def _iso_times(times: pd.DatetimeIndex) -> list[str]:
-    """Dates (YYYY-MM-DD) when every time is at midnight, ISO 8601 timestamps otherwise."""
-    if len(times) and (times == times.normalize()).all():
-        return [_iso_day(t) for t in times]
-    return [t.isoformat() for t in times]
 
 
 def _daily_series(table: pd.DataFrame, column: str) -> pd.Series:
@@ -86,14 +45,14 @@ def _daily_series(table: pd.DataFrame, column: str) -> pd.Series:
     Missing values inside the series (a row present, its value empty) are filled by linear
     interpolation; missing values at either end are dropped.
     """
-    times = _parse_times(table)
+    times = table_times(table, iso_only=True)
     values = pd.Series(pd.to_numeric(table[column], errors="coerce").to_numpy(np.float64), index=times)
     if values.isna().all():
         raise ValueError(f"column: {column!r} has no valid values (all missing)")
     values = values.sort_index()
     duplicated = values.index[values.index.duplicated()]
     if len(duplicated):
-        raise ValueError(f"series: the time {_iso_times(duplicated[:1])[0]} appears more than once")
+        raise ValueError(f"series: the time {iso_times(duplicated[:1])[0]} appears more than once")
     if not (values.index == values.index.normalize()).all():
         odd = values.index[values.index != values.index.normalize()][0]
         raise ValueError(
@@ -354,7 +313,7 @@ def forecast(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any]) -
     """
     started = clock.monotonic()
     table = inputs["series"]
-    column = _numeric_column(table, params.get("column"), exclude=(TIME_COLUMN,))
+    column = numeric_column(table, params.get("column"), booleans=False)
     method, horizon, interval = params["method"], params["horizon_days"], params["interval"]
     folds = params["backtest_folds"]
     series = _daily_series(table, column)
@@ -495,7 +454,7 @@ def anomaly_detection(
     original_index = table.index
     table = table.reset_index(drop=True)
     observations = all(name in table.columns for name in OBSERVATION_COLUMNS)
-    times = _parse_times(table)
+    times = table_times(table, iso_only=True)
     result = table.copy()
     result["anomaly"] = False
     result["score"] = np.nan
@@ -514,7 +473,7 @@ def anomaly_detection(
         models = table[selected].groupby("variable", sort=False).groups
         label = f"value ({variable})" if variable else "value"
     else:
-        column = _numeric_column(table, params.get("column"), exclude=(TIME_COLUMN,))
+        column = numeric_column(table, params.get("column"), booleans=False)
         values = pd.to_numeric(table[column], errors="coerce")
         groups = {column: table.index}
         models = {column: table.index}

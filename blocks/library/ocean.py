@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
 import numpy as np
@@ -11,12 +10,17 @@ import xarray as xr
 
 from blocks.context import StepContext
 from blocks.library.geo import (
+    KIND_WORDS,
+    cos_lat_weights,
     coverage,
     depth_is_height,
     find_coord,
     iso_times,
     longitude_convention,
+    parse_day,
     require_coord,
+    require_variables,
+    time_series_table,
     with_history,
     wrap_longitudes,
 )
@@ -27,25 +31,6 @@ TIME_STEPS_PER_CHUNK = 120
 
 MAX_LEVELS_LISTED = 12
 """Error messages about depth list the dataset's levels when there are at most this many."""
-
-KINDS = {"latitude": "lat", "longitude": "lon", "time": "time", "depth": "depth"}
-
-
-def _find_axis(dataset: xr.Dataset, kind: str) -> str | None:
-    """The name of the 1-D dimension coordinate for ``kind`` (latitude, longitude, time, depth), if any."""
-    return find_coord(dataset, KINDS[kind])  # type: ignore[arg-type]
-
-
-_iso_times = iso_times
-_coverage = coverage
-_with_history = with_history
-
-
-def _parse_date(name: str, value: str) -> str:
-    try:
-        return date.fromisoformat(value).isoformat()
-    except ValueError:
-        raise ValueError(f"{name}: {value!r} is not a date (expected YYYY-MM-DD)") from None
 
 
 def _ordered_slice(index: pd.Index, lower: Any, upper: Any) -> slice:
@@ -73,15 +58,15 @@ def _space_selection(
     (0-360 or -180-180); a pair of edges is left to :func:`_framed_longitudes`.
     """
     selection = {}
-    for kind, axis in (("latitude", "lat"), ("longitude", "lon")):
+    for axis in ("lat", "lon"):
         lower, upper = params.get(f"{axis}_min"), params.get(f"{axis}_max")
         if lower is None and upper is None:
             continue
         if lower is not None and upper is not None and lower > upper:
             raise ValueError(f"{axis}_min ({lower}) must not be greater than {axis}_max ({upper})")
-        name = _find_axis(dataset, kind)
+        name = find_coord(dataset, axis)
         if name is None:
-            raise ValueError(f"{axis}_min/{axis}_max: the dataset has no {kind} coordinate")
+            raise ValueError(f"{axis}_min/{axis}_max: the dataset has no {KIND_WORDS[axis]} coordinate")
         given = ", ".join(f"{axis}_{end}={value}" for end, value in (("min", lower), ("max", upper))
                           if value is not None)
         if wrap and axis == "lon":
@@ -101,7 +86,7 @@ def _framed_longitudes(dataset: xr.Dataset, lower: float, upper: float) -> xr.Da
     longitude is expressed in the frame [lower, lower + 360) and the ones up to ``upper`` are kept,
     sorted, with their values in the frame of the request (e.g. -10 to 10 from a 0-360 dataset).
     """
-    name = _find_axis(dataset, "longitude")
+    name = find_coord(dataset, "lon")
     if name is None:
         raise ValueError("lon_min/lon_max: the dataset has no longitude coordinate")
     index = dataset.indexes[name]
@@ -158,14 +143,14 @@ def _time_selection(dataset: xr.Dataset, params: dict[str, Any]) -> dict[str, tu
     start, end = params.get("start"), params.get("end")
     if start is None and end is None:
         return {}
-    start = None if start is None else _parse_date("start", start)
-    end = None if end is None else _parse_date("end", end)
+    start = None if start is None else f"{parse_day('start', start):%Y-%m-%d}"
+    end = None if end is None else f"{parse_day('end', end):%Y-%m-%d}"
     if start is not None and end is not None and start > end:
         raise ValueError(f"start ({start}) must not be after end ({end})")
-    name = _find_axis(dataset, "time")
+    name = find_coord(dataset, "time")
     if name is None:
         raise ValueError("start/end: the dataset has no time coordinate")
-    first, last = (day[:10] for day in _iso_times([dataset.indexes[name].min(), dataset.indexes[name].max()]))
+    first, last = (day[:10] for day in iso_times([dataset.indexes[name].min(), dataset.indexes[name].max()]))
     covers = f"the data covers {first} to {last}"
     if start is not None and start > last:
         raise ValueError(f"start ({start}) is after the end of the data; {covers}")
@@ -221,15 +206,15 @@ def _subset(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any], ve
     lower, upper = params.get("lon_min"), params.get("lon_max")
     if newer and lower is not None and upper is not None:
         result = _framed_longitudes(result, float(lower), float(upper))
-        name = _find_axis(dataset, "longitude")
+        name = find_coord(dataset, "lon")
         selection[str(name)] = (slice(None), f"lon_min={lower}, lon_max={upper}")
     for name, (_, given) in selection.items():
         if result.sizes[name] == 0:
-            covers = _coverage(dataset.indexes[name])
+            covers = coverage(dataset.indexes[name])
             raise ValueError(f"empty selection: {given} keeps no {name} values; the data covers {covers}")
     chosen = ", ".join(f"{key}={params[key]}" for key in sorted(params))
     ctx.progress(1.0, "selected " + ", ".join(f"{size} {dim}" for dim, size in result.sizes.items()))
-    return _with_history(result, f"ocean.subset {version} ({chosen or 'no selection'})")
+    return with_history(result, f"ocean.subset {version} ({chosen or 'no selection'})")
 
 
 def subset_dataset(ctx: StepContext, dataset: xr.Dataset, params: dict[str, Any]) -> xr.Dataset:
@@ -303,13 +288,13 @@ def subset_with_depth(
 def _area_dims(dataset: xr.Dataset, name: str) -> tuple[str, str, str]:
     """Latitude, longitude and time dimension names of a variable, or ValueError saying what is wrong."""
     dims = dataset[name].dims
-    lat, lon = _find_axis(dataset, "latitude"), _find_axis(dataset, "longitude")
+    lat, lon = find_coord(dataset, "lat"), find_coord(dataset, "lon")
     if lat not in dims or lon not in dims:
         raise ValueError(
             f"variable: {name!r} has dimensions ({', '.join(map(str, dims))}); "
             "an area mean needs latitude and longitude dimensions"
         )
-    time = _find_axis(dataset, "time")
+    time = find_coord(dataset, "time")
     others = [str(dim) for dim in dims if dim not in (lat, lon)]
     if time is None or others != [time]:
         raise ValueError(
@@ -351,11 +336,9 @@ def area_mean(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any]) 
     Missing values (land, gaps) are left out of both the sum and the weights.
     """
     dataset, name = inputs["dataset"], params["variable"]
-    if name not in dataset.data_vars:
-        available = ", ".join(str(known) for known in dataset.data_vars) or "none"
-        raise ValueError(f"variable: {name!r} is not in the dataset; available: {available}")
+    require_variables(dataset, [name], "variable")
     lat, lon, time = _area_dims(dataset, name)
-    weights = np.cos(np.deg2rad(dataset[lat]))
+    weights = cos_lat_weights(dataset[lat])
     steps = dataset.sizes[time]
     means = []
     for first in range(0, steps, TIME_STEPS_PER_CHUNK):
@@ -365,5 +348,5 @@ def area_mean(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any]) 
     values = np.concatenate(means) if means else np.array([], dtype=np.float64)
     if np.isnan(values).all():
         raise ValueError(f"variable: {name!r} has no valid values (all missing) in this area and period")
-    table = pd.DataFrame({"time": _iso_times(dataset[name].indexes[time]), name: values})
+    table = time_series_table(dataset[name].indexes[time], {name: values})
     return {"table": table}

@@ -16,9 +16,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from blocks.context import StepContext
+from blocks.library.geo import TIME_COLUMN, column_list, iso_column, numeric_column, numeric_columns
 from blocks.spec import Port, block
-
-TIME_COLUMN = "time"
 
 MAX_LINE_POINTS = 10_000
 """Plotly line traces longer than this are thinned (min/max per bucket) to keep figures light."""
@@ -38,37 +37,12 @@ STATION_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17be
 
 # ---- shared helpers ------------------------------------------------------------------------------
 
-def _columns(table: pd.DataFrame) -> str:
-    return ", ".join(map(str, table.columns))
-
-
-def _default_column(table: pd.DataFrame) -> str:
-    numeric = _numeric_columns(table)
-    if not numeric:
-        raise ValueError(f"the table has no numeric column to plot; columns: {_columns(table)}")
-    return numeric[0]
-
-
-def _numeric_columns(table: pd.DataFrame) -> list[str]:
-    return [str(name) for name in table.columns
-            if name != TIME_COLUMN and pd.api.types.is_numeric_dtype(table[name])
-            and not pd.api.types.is_bool_dtype(table[name])]
-
-
-def _checked_column(table: pd.DataFrame, column: str, parameter: str = "column") -> str:
-    if column not in table.columns:
-        raise ValueError(f"{parameter}: {column!r} is not in the table; available: {_columns(table)}")
-    if not pd.api.types.is_numeric_dtype(table[column]):
-        raise ValueError(f"{parameter}: {column!r} holds {table[column].dtype} values, not numbers")
-    return column
-
-
 def _require_columns(table: pd.DataFrame, required: tuple[str, ...], what: str) -> None:
     missing = [name for name in required if name not in table.columns]
     if missing:
         raise ValueError(
             f"the {what} table lacks the column{'s' if len(missing) > 1 else ''} {', '.join(missing)}; "
-            f"it has: {_columns(table) or 'no columns'}"
+            f"it has: {column_list(table)}"
         )
     if table.empty:
         raise ValueError(f"the {what} table is empty")
@@ -77,7 +51,7 @@ def _require_columns(table: pd.DataFrame, required: tuple[str, ...], what: str) 
 def _times(table: pd.DataFrame) -> pd.Series:
     """The `time` column as naive UTC timestamps, or ValueError naming the first value that is no time."""
     if TIME_COLUMN not in table.columns:
-        raise ValueError(f"the table has no {TIME_COLUMN!r} column; columns: {_columns(table)}")
+        raise ValueError(f"the table has no {TIME_COLUMN!r} column; columns: {column_list(table)}")
     raw = table[TIME_COLUMN]
     times = pd.to_datetime(raw, errors="coerce", utc=True, format="ISO8601")
     bad = times.isna() & raw.notna()
@@ -120,14 +94,6 @@ def _thinned(times: pd.Series, values: pd.Series, max_points: int = MAX_LINE_POI
 def _thinning_note(kept: int, total: int) -> str:
     return (f"Showing {kept:,} of {total:,} points: each time bucket keeps its lowest and highest value, "
             "so peaks survive.")
-
-
-def _time_strings(times: pd.Series) -> list[str]:
-    """ISO dates when every time is at midnight, ISO date-times otherwise (short JSON, exact values)."""
-    if times.empty:
-        return []
-    midnight = bool((times.dropna() == times.dropna().dt.normalize()).all())
-    return times.dt.strftime("%Y-%m-%d" if midnight else "%Y-%m-%dT%H:%M:%S").tolist()
 
 
 def _floats(values: pd.Series | np.ndarray) -> list[float | None]:
@@ -198,8 +164,9 @@ def timeseries(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any])
     """
     table = inputs["table"]
     if TIME_COLUMN not in table.columns:
-        raise ValueError(f"the table has no {TIME_COLUMN!r} column; columns: {_columns(table)}")
-    column = _checked_column(table, params["column"]) if params.get("column") else _default_column(table)
+        raise ValueError(f"the table has no {TIME_COLUMN!r} column; columns: {column_list(table)}")
+    # A named column may hold true/false values; the default is the first column of real numbers.
+    column = numeric_column(table, params.get("column"), booleans=bool(params.get("column")))
     y_label = params.get("y_label") or column
     values = table[column].astype(float)
     times, shown, thinned = _thinned(table[TIME_COLUMN], values)
@@ -262,10 +229,10 @@ def forecast(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any]) -
     if any(has_band) and not all(has_band):
         missing = "upper" if has_band[0] else "lower"
         raise ValueError(f"the forecast table has a band edge but lacks the column {missing}; "
-                         f"it has: {_columns(table)}")
+                         f"it has: {column_list(table)}")
     for name in ("forecast", "observed", "lower", "upper"):
         if name in table.columns:
-            _checked_column(table, name, "forecast table column")
+            numeric_column(table, name, "forecast table column")
     table = table.assign(**{TIME_COLUMN: _times(table)}).sort_values(TIME_COLUMN)
     if table["forecast"].isna().all():
         raise ValueError("the forecast column has no values (all empty)")
@@ -275,7 +242,7 @@ def forecast(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any]) -
     notes = []
     if all(has_band):
         band = table.dropna(subset=["lower", "upper"])
-        x = _time_strings(band[TIME_COLUMN])
+        x = iso_column(band[TIME_COLUMN]).tolist()
         figure.add_trace(go.Scatter(x=x, y=_floats(band["lower"]), mode="lines", line={"width": 0},
                                     showlegend=False, name="lower", hovertemplate=value,
                                     legendgroup="band"))
@@ -291,7 +258,7 @@ def forecast(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any]) -
         if thinned:
             total = int(table["observed"].notna().sum())
             notes.append("Observations: " + _thinning_note(len(observed), total))
-        figure.add_trace(go.Scatter(x=_time_strings(times), y=_floats(observed), mode="lines",
+        figure.add_trace(go.Scatter(x=iso_column(times).tolist(), y=_floats(observed), mode="lines",
                                     name="Observed", line={"color": INK, "width": 1.6},
                                     hovertemplate=value))
         last_observed = table.loc[table["observed"].notna(), TIME_COLUMN].max()
@@ -299,8 +266,9 @@ def forecast(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any]) -
     times, values, thinned = _thinned(predicted[TIME_COLUMN], predicted["forecast"].astype(float))
     if thinned:
         notes.append("Forecast: " + _thinning_note(len(values), len(predicted)))
-    figure.add_trace(go.Scatter(x=_time_strings(times), y=_floats(values), mode="lines", name="Forecast",
-                                line={"color": "#1f77b4", "width": 2, "dash": "dash"}, hovertemplate=value))
+    figure.add_trace(go.Scatter(x=iso_column(times).tolist(), y=_floats(values), mode="lines",
+                                name="Forecast", line={"color": "#1f77b4", "width": 2, "dash": "dash"},
+                                hovertemplate=value))
     if last_observed is not None and predicted[TIME_COLUMN].max() > last_observed:
         figure.add_vline(x=last_observed.isoformat(), line={"color": MUTED, "width": 1, "dash": "dot"})
         figure.add_annotation(x=last_observed.isoformat(), y=0, yref="paper", text=" forecast →",
@@ -407,7 +375,7 @@ def heatwave_calendar(ctx: StepContext, inputs: dict[str, Any], params: dict[str
     table = inputs["daily"]
     _require_columns(table, ("time", "temperature", "climatology", "threshold", "category"), "daily")
     for name in ("temperature", "climatology", "threshold"):
-        _checked_column(table, name, "daily table column")
+        numeric_column(table, name, "daily table column")
     table = table.assign(time=_times(table)).sort_values(TIME_COLUMN).reset_index(drop=True)
     times = table[TIME_COLUMN].dt.normalize()
     levels = _category_levels(table["category"])
@@ -451,7 +419,7 @@ def heatwave_calendar(ctx: StepContext, inputs: dict[str, Any], params: dict[str
 
     chosen = table[table[TIME_COLUMN].dt.year == year]
     chosen_levels = levels[(table[TIME_COLUMN].dt.year == year).to_numpy()]
-    x = _time_strings(chosen[TIME_COLUMN])
+    x = iso_column(chosen[TIME_COLUMN]).tolist()
     value = f"%{{y:.2f}} {html.escape(units)}<extra>%{{fullData.name}}</extra>"
     for level, (name, colour) in enumerate(zip(HEATWAVE_CATEGORIES, HEATWAVE_COLOURS, strict=True), start=1):
         days = chosen_levels == level
@@ -460,7 +428,7 @@ def heatwave_calendar(ctx: StepContext, inputs: dict[str, Any], params: dict[str
         part = chosen[days]
         excess = np.maximum(part["temperature"] - part["threshold"], 0.0)
         figure.add_trace(go.Bar(
-            x=_time_strings(part[TIME_COLUMN]), y=_floats(excess), base=_floats(part["threshold"]),
+            x=iso_column(part[TIME_COLUMN]).tolist(), y=_floats(excess), base=_floats(part["threshold"]),
             width=86_400_000, marker={"color": colour, "line": {"width": 0}}, name=name, legendgroup=name,
             hovertemplate=f"{name}: %{{customdata:.2f}} {html.escape(units)} above threshold<extra></extra>",
             customdata=_floats(excess),
@@ -573,10 +541,10 @@ def taylor(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any]) -> 
         if missing:
             raise ValueError(
                 "the skill table lacks the column normalised_std (or both std_observed and std_modelled "
-                f"to compute it); it has: {_columns(table)}")
+                f"to compute it); it has: {column_list(table)}")
         table = table.assign(normalised_std=table["std_modelled"] / table["std_observed"])
     for name in ("correlation", "normalised_std"):
-        _checked_column(table, name, "skill table column")
+        numeric_column(table, name, "skill table column")
     usable = table.dropna(subset=["correlation", "normalised_std"])
     if usable.empty:
         raise ValueError("the skill table has no station with both a correlation and a normalised_std")
@@ -716,12 +684,7 @@ def explorer(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any]) -
 
     table = inputs["series"]
     times = _times(table)
-    if params.get("columns"):
-        names = [_checked_column(table, name, "columns") for name in params["columns"]]
-    else:
-        names = _numeric_columns(table)
-        if not names:
-            raise ValueError(f"the table has no numeric column to plot; columns: {_columns(table)}")
+    names = numeric_columns(table, params.get("columns"), booleans=False)
     order = np.argsort(times.to_numpy(), kind="stable")
     order = order[times.notna().to_numpy()[order]]
     if order.size == 0:

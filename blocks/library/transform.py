@@ -21,7 +21,9 @@ from blocks.library.geo import (
     iso_times,
     longitude_convention,
     require_coord,
+    require_variables,
     time_series_table,
+    variable_list,
     with_history,
     wrap_longitudes,
 )
@@ -40,16 +42,6 @@ VARIABLES_PARAMETER: dict[str, Any] = {
     "type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1, "uniqueItems": True,
     "title": "Variables", "description": "Names of the variables to use, e.g. sst. Empty: all of them.",
 }
-
-
-def _available(dataset: xr.Dataset) -> str:
-    return ", ".join(str(name) for name in dataset.data_vars) or "none"
-
-
-def _check_variables(dataset: xr.Dataset, names: list[str] | None, parameter: str = "variables") -> None:
-    for name in names or ():
-        if name not in dataset.data_vars:
-            raise ValueError(f"{parameter}: {name!r} is not in the dataset; available: {_available(dataset)}")
 
 
 def _unpacked(variable: xr.DataArray) -> xr.DataArray:
@@ -126,7 +118,7 @@ def resample(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any]) -
     missing (also for the sum). The statistic is recorded in each variable's CF `cell_methods`.
     """
     dataset = inputs["dataset"]
-    _check_variables(dataset, params.get("variables"))
+    require_variables(dataset, params.get("variables"))
     time = require_coord(dataset, "time", "dataset")
     names = params.get("variables") or [str(name) for name in dataset.data_vars]
     timed = [name for name in names if time in dataset[name].dims and _numeric(dataset[name])]
@@ -288,7 +280,7 @@ def region_mean(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any]
     dataset, region = inputs["dataset"], params["region"]
     geometry = region_geometry(region)
     chosen = params.get("variables")
-    _check_variables(dataset, chosen)
+    require_variables(dataset, chosen)
     lat = require_coord(dataset, "lat", "dataset")
     lon = require_coord(dataset, "lon", "dataset")
     time = require_coord(dataset, "time", "dataset")
@@ -307,7 +299,7 @@ def region_mean(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any]
             ctx.log(f"skipping {name}: its dimensions ({', '.join(map(str, dims))}) are not time, lat, lon")
     if not names:
         raise ValueError(f"dataset: no variable has time, latitude and longitude dimensions; "
-                         f"variables: {_available(dataset)}")
+                         f"variables: {variable_list(dataset)}")
     mask = region_mask(geometry, np.asarray(dataset[lat], dtype=np.float64),
                        np.asarray(dataset[lon], dtype=np.float64))
     if not mask.any():
@@ -488,14 +480,14 @@ def interpolate_to_points(
     for key, target in variable_map.items():
         if target not in dataset.data_vars:
             raise ValueError(f"variable_map: {key!r} maps to {target!r}, which is not in the dataset; "
-                             f"available: {_available(dataset)}")
+                             f"available: {variable_list(dataset)}")
     pairs = {name: variable_map.get(name, name) for name in observed_names
              if variable_map.get(name, name) in dataset.data_vars}
     skipped = [name for name in observed_names if name not in pairs]
     if not pairs:
         raise ValueError(
             f"variable_map: no observed variable ({', '.join(observed_names)}) matches a dataset variable "
-            f"({_available(dataset)}); map them, e.g. {{\"{observed_names[0]}\": \"...\"}}"
+            f"({variable_list(dataset)}); map them, e.g. {{\"{observed_names[0]}\": \"...\"}}"
         )
     if skipped:
         ctx.log(f"no dataset variable for {', '.join(skipped)}; those observations are left out", "warning")
@@ -677,8 +669,7 @@ def convert_units(ctx: StepContext, inputs: dict[str, Any], params: dict[str, An
     units.
     """
     dataset, name, to_units = inputs["dataset"], params["variable"], params["to_units"].strip()
-    if name not in dataset.data_vars:
-        raise ValueError(f"variable: {name!r} is not in the dataset; available: {_available(dataset)}")
+    require_variables(dataset, [name], "variable")
     from_units = dataset[name].attrs.get("units")
     if from_units is None or not str(from_units).strip():
         raise ValueError(f"variable: {name!r} has no units attribute, so its values cannot be converted")
@@ -764,7 +755,7 @@ def calculate(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any]) 
     _, used = parse(params["expression"], variables)
     if not any(used_name in dataset.data_vars for used_name in used):
         raise ExpressionError(
-            f"expression: uses no variable of the dataset; available: {_available(dataset)}"
+            f"expression: uses no variable of the dataset; available: {variable_list(dataset)}"
         )
     result = evaluate(params["expression"], {
         key: _lazy(variables[key]) if key in dataset.data_vars else variables[key] for key in used})

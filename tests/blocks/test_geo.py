@@ -10,14 +10,21 @@ import pytest
 import xarray as xr
 
 from blocks.library.geo import (
+    column_list,
+    coord_kind,
     cos_lat_weights,
     coverage,
     depth_is_height,
     find_coord,
     iso_times,
     longitude_convention,
+    numeric_column,
+    numeric_columns,
+    parse_day,
     read_time_series,
     require_coord,
+    require_variables,
+    table_times,
     time_series_table,
     with_history,
     wrap_longitudes,
@@ -145,3 +152,57 @@ def test_read_time_series_handles_time_zones_and_picks_columns() -> None:
 def test_read_time_series_errors(table: pd.DataFrame, columns: list | None, message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         read_time_series(table, columns)
+
+
+def test_coord_kind() -> None:
+    ds = dataset_with({"y_lat": ("y_lat", [1.0, 2.0]), "x": ("x", [3.0, 4.0]),
+                       "when": ("when", pd.date_range("2021-01-01", periods=2))})
+    ds["x"].attrs["units"] = "degrees_east"
+    assert [coord_kind(name, ds[name]) for name in ("y_lat", "x", "when")] == ["lat", "lon", "time"]
+    assert coord_kind("v", ds["v"]) is None
+
+
+def test_with_history_uses_a_given_stamp() -> None:
+    ds = with_history(xr.Dataset(), "step", stamp="2021-01-01T00:00:00Z")
+    assert ds.attrs["history"] == "2021-01-01T00:00:00Z step"
+
+
+def test_parse_day() -> None:
+    assert parse_day("start", "2021-07-18") == pd.Timestamp("2021-07-18")
+    with pytest.raises(ValueError, match="start: '18/07/2021' is not a date"):
+        parse_day("start", "18/07/2021")
+
+
+def test_variables_and_columns() -> None:
+    ds = xr.Dataset({"sst": ("x", [1.0])})
+    require_variables(ds, ["sst"])
+    with pytest.raises(ValueError, match=re.escape("variable: 'sss' is not in the dataset; available: sst")):
+        require_variables(ds, ["sss"], "variable")
+    table = pd.DataFrame({"time": ["2021-01-01"], "flag": [True], "a": [1], "b": [2.0]})
+    assert column_list(table) == "time, flag, a, b"
+    assert column_list(pd.DataFrame()) == "none"
+    assert numeric_column(table, None) == "flag"
+    assert numeric_column(table, None, booleans=False) == "a"
+    assert numeric_column(table, "b") == "b"
+    assert numeric_columns(table, None, booleans=False) == ["a", "b"]
+    assert numeric_columns(table, ["flag"]) == ["flag"]
+    with pytest.raises(ValueError, match=re.escape("column: 'time' holds")):
+        numeric_column(table, "time")
+    with pytest.raises(ValueError, match=re.escape("column: 'flag' holds bool values, not numbers")):
+        numeric_column(table, "flag", booleans=False)
+    with pytest.raises(ValueError, match="columns: 'c' is not in the table; available: time, flag"):
+        numeric_columns(table, ["c"])
+    with pytest.raises(ValueError, match="columns: the table has no numeric column; columns: time"):
+        numeric_columns(table[["time"]], None)
+
+
+def test_table_times() -> None:
+    table = pd.DataFrame({"time": ["2021-01-01T01:00+01:00", "2021-01-02T00:00+02:00"]})
+    times = table_times(table, iso_only=True)
+    assert list(times) == [pd.Timestamp("2021-01-01"), pd.Timestamp("2021-01-01T22:00")]
+    with pytest.raises(ValueError, match=re.escape("series: the 'time' column is empty in row 2")):
+        table_times(pd.DataFrame({"time": ["2021-01-01", None]}))
+    with pytest.raises(ValueError, match="trend: the 'time' column holds values that are not dates"):
+        table_times(pd.DataFrame({"time": ["someday"]}), "trend")
+    with pytest.raises(ValueError, match=re.escape("series: the table has no 'time' column; columns: a")):
+        table_times(pd.DataFrame({"a": [1]}))

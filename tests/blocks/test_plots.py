@@ -78,7 +78,7 @@ def test_table_read_back_from_csv_plots_the_same(tmp_path: Path) -> None:
     (TABLE, {"column": "station"}, "column: 'station' holds"),
     (TABLE.rename(columns={"time": "date"}), {},
      "the table has no 'time' column; columns: date, station, sst, so"),
-    (TABLE[["time", "station"]], {}, "the table has no numeric column to plot; columns: time, station"),
+    (TABLE[["time", "station"]], {}, "column: the table has no numeric column; columns: time, station"),
 ])
 def test_errors_name_the_column(tmp_path: Path, table: pd.DataFrame, params: dict, message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
@@ -377,7 +377,7 @@ def test_explorer_short_series_are_kept_whole(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("table", "params", "message"), [
     (TABLE, {"columns": ["temp"]}, "columns: 'temp' is not in the table; available: time, station, sst, so"),
     (TABLE, {"columns": ["station"]}, "columns: 'station' holds"),
-    (TABLE[["time", "station"]], {}, "the table has no numeric column to plot; columns: time, station"),
+    (TABLE[["time", "station"]], {}, "columns: the table has no numeric column; columns: time, station"),
     (TABLE.drop(columns="time"), {}, "the table has no 'time' column"),
     (TABLE.assign(sst=np.nan), {"columns": ["sst"]}, "columns: sst have no values (all empty)"),
 ])
