@@ -20,7 +20,7 @@ import xarray as xr
 
 from blocks import netguard
 from blocks.context import StepContext
-from blocks.library.geo import find_coord, iso_column, iso_times, parse_day
+from blocks.library.geo import OBSERVATION_COLUMNS, find_coord, iso_column, iso_times, parse_day
 from blocks.library.ocean import DEPTH_PARAMETERS, SUBSET_PARAMETERS, subset_dataset
 from blocks.spec import Port, Resources, block
 
@@ -30,7 +30,6 @@ NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf", ".h5", ".hdf5", ".he5")
 ZARR_SUFFIXES = (".zarr",)
 CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv")
 PARQUET_SUFFIXES = (".parquet", ".pq")
-OBSERVATION_COLUMNS = ("station", "time", "lat", "lon", "depth", "variable", "value", "quality_flag")
 QUALITY_FLAG_MEANINGS = {
     0: "no quality control", 1: "good", 2: "probably good", 3: "probably bad", 4: "bad", 5: "value changed",
     6: "below detection limit", 7: "nominal value", 8: "interpolated", 9: "missing",

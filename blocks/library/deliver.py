@@ -19,7 +19,9 @@ from blocks.library.geo import (
     find_coord,
     iso_times,
     numeric_column,
+    require_columns,
     require_variables,
+    table_times,
     utc_stamp,
     with_history,
 )
@@ -164,9 +166,7 @@ def deliver_csv(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any]
     table: pd.DataFrame = inputs["table"]
     columns = params.get("columns")
     if columns:
-        unknown = [name for name in columns if name not in table.columns]
-        if unknown:
-            raise ValueError(f"columns: {unknown[0]!r} is not in the table; available: {column_list(table)}")
+        require_columns(table, columns, "columns")
         table = table[columns]
     table = table.copy()
     decimals = params.get("decimals")
@@ -182,8 +182,7 @@ def deliver_csv(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any]
 
 def _coordinate_column(table: pd.DataFrame, given: str | None, names: tuple[str, ...], param: str) -> str:
     if given:
-        if given not in table.columns:
-            raise ValueError(f"{param}: {given!r} is not in the table; available: {column_list(table)}")
+        require_columns(table, [given], param)
         return given
     for name in table.columns:
         if str(name).lower() in names:
@@ -269,11 +268,7 @@ def deliver_geojson(ctx: StepContext, inputs: dict[str, Any], params: dict[str, 
     if wanted is None:
         names = [str(name) for name in table.columns if name not in (lat, lon)]
     else:
-        unknown = [name for name in wanted if name not in table.columns]
-        if unknown:
-            raise ValueError(
-                f"properties: {unknown[0]!r} is not in the table; available: {column_list(table)}"
-            )
+        require_columns(table, wanted, "properties")
         names = list(wanted)
         if TIME_COLUMN in table.columns and TIME_COLUMN not in names:
             names.insert(0, TIME_COLUMN)
@@ -384,12 +379,7 @@ def _map_png(dataset: xr.Dataset, params: dict[str, Any]) -> bytes:
 def _chart_png(table: pd.DataFrame, params: dict[str, Any]) -> bytes:
     from matplotlib.figure import Figure
 
-    if TIME_COLUMN not in table.columns:
-        raise ValueError(f"table: the table has no {TIME_COLUMN!r} column; columns: {column_list(table)}")
-    times = pd.to_datetime(table[TIME_COLUMN], errors="coerce", utc=True).dt.tz_convert(None)
-    if times.isna().any():
-        row = int(np.flatnonzero(times.isna().to_numpy())[0])
-        raise ValueError(f"table: 'time' row {row + 1} is not a date: {table[TIME_COLUMN].iloc[row]!r}")
+    times = table_times(table, "table")
     column = numeric_column(table, params.get("column"))
     values = table[column].astype(float)
     if values.isna().all():

@@ -13,8 +13,8 @@ This module defines no blocks. Its public API:
 * :func:`with_history` - append a line to a dataset's CF ``history`` attribute;
 * :func:`parse_day` - a ``YYYY-MM-DD`` parameter as a timestamp;
 * :func:`variable_list`, :func:`require_variables` - check the variables of datasets;
-* :func:`column_list`, :func:`numeric_column`, :func:`numeric_columns`, :func:`table_times` - check
-  the columns of tables;
+* :func:`column_list`, :func:`require_columns`, :func:`numeric_column`, :func:`numeric_columns`,
+  :func:`table_times` - check the columns of tables;
 * :func:`time_series_table`, :func:`read_time_series` - build and parse the shared time series table
   (a ``time`` column plus one numeric column per variable).
 """
@@ -61,6 +61,9 @@ UNITS: dict[str, tuple[str, ...]] = {
 
 TIME_COLUMN = "time"
 """Name of the time column of every time series table."""
+
+OBSERVATION_COLUMNS = ("station", "time", "lat", "lon", "depth", "variable", "value", "quality_flag")
+"""Columns of the observation table (one row per measurement), as data.open_observations writes it."""
 
 
 def _is_time_like(coordinate: xr.DataArray) -> bool:
@@ -249,33 +252,12 @@ def read_time_series(
     """Parse a time series table into a frame indexed by time (sorted), holding numeric columns.
 
     ``columns`` picks the value columns (default: every numeric column besides ``time``). Raises
-    ValueError starting with ``parameter`` when the ``time`` column is missing or unreadable, a
-    requested column is missing or not numeric, or the table has no rows or no numeric column.
+    ValueError starting with ``parameter`` when the ``time`` column is missing, unreadable (times are
+    ISO 8601) or empty, a requested column is missing or not numeric, or the table has no rows or no
+    numeric column (see :func:`table_times` and :func:`numeric_columns`).
     """
-    known = ", ".join(map(str, table.columns)) or "none"
-    if TIME_COLUMN not in table.columns:
-        raise ValueError(f"{parameter}: the table has no 'time' column; its columns are {known}")
-    if len(table) == 0:
-        raise ValueError(f"{parameter}: the table has no rows")
-    try:
-        times = pd.to_datetime(table[TIME_COLUMN], format="ISO8601")
-    except (ValueError, TypeError) as error:
-        raise ValueError(
-            f"{parameter}: the 'time' column holds values that are not ISO dates: {error}"
-        ) from None
-    if times.dt.tz is not None:
-        times = times.dt.tz_convert("UTC").dt.tz_localize(None)
-    if columns is None:
-        columns = [str(name) for name in table.columns
-                   if name != TIME_COLUMN and pd.api.types.is_numeric_dtype(table[name])]
-        if not columns:
-            raise ValueError(f"{parameter}: the table has no numeric column; its columns are {known}")
-    for name in columns:
-        if name not in table.columns:
-            raise ValueError(f"{parameter}: column {name!r} is not in the table; its columns are {known}")
-        if not pd.api.types.is_numeric_dtype(table[name]):
-            raise ValueError(f"{parameter}: column {name!r} holds {table[name].dtype} values, not numbers")
-    frame = table[list(columns)].astype(np.float64)
+    times = table_times(table, parameter, iso_only=True)
+    frame = table[numeric_columns(table, columns, parameter)].astype(np.float64)
     frame.index = pd.DatetimeIndex(times, name=TIME_COLUMN)
     return frame.sort_index()
 
@@ -299,6 +281,13 @@ def column_list(table: pd.DataFrame) -> str:
     return ", ".join(map(str, table.columns)) or "none"
 
 
+def require_columns(table: pd.DataFrame, names: Iterable[str] | None, parameter: str = "columns") -> None:
+    """Raise ValueError starting with ``parameter`` unless every one of ``names`` is a column of ``table``."""
+    for name in names or ():
+        if name not in table.columns:
+            raise ValueError(f"{parameter}: {name!r} is not in the table; available: {column_list(table)}")
+
+
 def _holds_numbers(column: pd.Series, booleans: bool) -> bool:
     return pd.api.types.is_numeric_dtype(column) and (booleans or not pd.api.types.is_bool_dtype(column))
 
@@ -313,8 +302,7 @@ def numeric_column(
     not count as numbers. Raises ValueError starting with ``parameter``.
     """
     if column:
-        if column not in table.columns:
-            raise ValueError(f"{parameter}: {column!r} is not in the table; available: {column_list(table)}")
+        require_columns(table, [column], parameter)
         if not _holds_numbers(table[column], booleans):
             raise ValueError(f"{parameter}: {column!r} holds {table[column].dtype} values, not numbers")
         return column
@@ -345,14 +333,15 @@ def table_times(
 
     Times are read in any format pandas recognises or, with ``iso_only``, as ISO 8601 (which may mix
     dates and date-times). Raises ValueError starting with ``parameter`` when the column is missing,
-    the table has no rows, or a time is unreadable or empty.
+    the table has no rows, or a time is unreadable or empty (naming the first such row, counted from 1).
     """
     if TIME_COLUMN not in table.columns:
         raise ValueError(f"{parameter}: the table has no 'time' column; columns: {column_list(table)}")
     if table.empty:
         raise ValueError(f"{parameter}: the table has no rows")
+    raw = table[TIME_COLUMN]
     try:
-        times = pd.to_datetime(table[TIME_COLUMN], utc=True, format="ISO8601" if iso_only else None)
+        times = pd.to_datetime(raw, utc=True, errors="coerce", format="ISO8601" if iso_only else None)
     except (ValueError, TypeError) as error:
         raise ValueError(
             f"{parameter}: the 'time' column holds values that are not dates ({error})"
@@ -360,5 +349,8 @@ def table_times(
     times = pd.DatetimeIndex(times).tz_convert(None)
     if times.hasnans:
         row = int(np.flatnonzero(times.isna())[0])
-        raise ValueError(f"{parameter}: the 'time' column is empty in row {row + 1}")
+        if raw.isna().iloc[row]:
+            raise ValueError(f"{parameter}: the 'time' column is empty in row {row + 1}")
+        raise ValueError(f"{parameter}: the 'time' column holds values that are not dates, e.g. "
+                         f"{raw.iloc[row]!r} in row {row + 1}")
     return times

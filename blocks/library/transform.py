@@ -15,6 +15,7 @@ from shapely.geometry import shape
 from blocks.context import StepContext
 from blocks.expressions import ExpressionError, evaluate, parse
 from blocks.library.geo import (
+    OBSERVATION_COLUMNS,
     coverage,
     depth_is_height,
     find_coord,
@@ -336,7 +337,6 @@ def region_mean(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any]
 
 # ---- transform.interpolate_to_points ------------------------------------------------------------
 
-OBSERVATION_COLUMNS = ("station", "time", "lat", "lon", "depth", "variable", "value", "quality_flag")
 REQUIRED_COLUMNS = ("station", "time", "lat", "lon", "variable", "value")
 MATCHED_COLUMNS = ("station", "time", "lat", "lon", "depth", "variable", "observed", "modelled")
 

@@ -140,14 +140,15 @@ def test_read_time_series_handles_time_zones_and_picks_columns() -> None:
 
 @pytest.mark.parametrize(("table", "columns", "message"), [
     (pd.DataFrame({"date": ["2021-01-01"], "a": [1.0]}), None,
-     "series: the table has no 'time' column; its columns are date, a"),
+     "series: the table has no 'time' column; columns: date, a"),
     (pd.DataFrame({"time": [], "a": []}), None, "series: the table has no rows"),
     (pd.DataFrame({"time": ["soon"], "a": [1.0]}), None,
      "series: the 'time' column holds values that are not"),
     (pd.DataFrame({"time": ["2021-01-01"], "a": ["x"]}), None, "series: the table has no numeric column"),
-    (pd.DataFrame({"time": ["2021-01-01"], "a": [1.0]}), ["b"], "series: column 'b' is not in the table"),
+    (pd.DataFrame({"time": ["2021-01-01"], "a": [1.0]}), ["b"],
+     "series: 'b' is not in the table; available: time, a"),
     (pd.DataFrame({"time": ["2021-01-01"], "a": ["x"]}), ["a"],
-     "series: column 'a' holds str values, not numbers"),
+     "series: 'a' holds str values, not numbers"),
 ])
 def test_read_time_series_errors(table: pd.DataFrame, columns: list | None, message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
@@ -202,7 +203,8 @@ def test_table_times() -> None:
     assert list(times) == [pd.Timestamp("2021-01-01"), pd.Timestamp("2021-01-01T22:00")]
     with pytest.raises(ValueError, match=re.escape("series: the 'time' column is empty in row 2")):
         table_times(pd.DataFrame({"time": ["2021-01-01", None]}))
-    with pytest.raises(ValueError, match="trend: the 'time' column holds values that are not dates"):
-        table_times(pd.DataFrame({"time": ["someday"]}), "trend")
+    with pytest.raises(ValueError, match="trend: the 'time' column holds values that are not dates, e.g. "
+                                         "'someday' in row 2"):
+        table_times(pd.DataFrame({"time": ["2021-01-01", "someday"]}), "trend")
     with pytest.raises(ValueError, match=re.escape("series: the table has no 'time' column; columns: a")):
         table_times(pd.DataFrame({"a": [1]}))
