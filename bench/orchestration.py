@@ -105,10 +105,10 @@ def describe_url(url: str) -> str:
     from urllib.parse import urlsplit, urlunsplit
 
     parts = urlsplit(url)
-    if parts.password:
-        netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-        parts = parts._replace(netloc=netloc)
-    return urlunsplit(parts)
+    if not parts.password:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def prepare_environment(args: argparse.Namespace) -> Stack:
@@ -144,6 +144,9 @@ def prepare_environment(args: argparse.Namespace) -> Stack:
     os.environ["DATABASE_URL"] = f"sqlite:///{stack.home / 'db.sqlite3'}"
     try:
         stack.redis = start_redis(stack.home / "redis")
+    except RuntimeError as error:  # no server binary, or it did not start
+        stack.stop()
+        raise BenchError(str(error)) from None
     except BaseException:
         stack.stop()
         raise
@@ -229,13 +232,25 @@ def wait_idle(stack: Stack, timeout: float = 30.0) -> None:
     """Let the previous measurement's tail (acks, commits) finish before the next one starts."""
     from iliad_portal.celery import app
 
+    queue = app.conf.task_default_queue
     deadline = time.monotonic() + timeout
     with app.connection_for_write() as conn:
-        client = conn.default_channel.client
-        while client.llen("celery") and time.monotonic() < deadline:
+        while queued_messages(conn, queue) and time.monotonic() < deadline:
             check_worker(stack)
             time.sleep(POLL_S)
     time.sleep(SETTLE_S)
+
+
+def queued_messages(conn, queue: str) -> int:
+    """Messages waiting in the broker queue (Redis: the list's length; else a passive declare)."""
+    channel = conn.default_channel
+    client = getattr(channel, "client", None)
+    if client is not None and hasattr(client, "llen"):
+        return client.llen(queue)
+    try:
+        return channel.queue_declare(queue, passive=True).message_count
+    except conn.channel_errors:
+        return 0
 
 
 # --------------------------------------------------------------------------------------------------
