@@ -32,11 +32,17 @@ class StepContext:
         cancel_requested: Callable[[], bool] | None = None,
         data_dir: Path | None = None,
     ) -> None:
-        self.scratch_dir = Path(scratch_dir)
+        self._scratch_dir = Path(scratch_dir)
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self._emit = emit or (lambda event: None)
         self._cancel_requested = cancel_requested or (lambda: False)
         self._last_progress_at = float("-inf")
+
+    @property
+    def scratch_dir(self) -> Path:
+        """A directory private to this step, created on first use and removed when the step ends."""
+        self._scratch_dir.mkdir(parents=True, exist_ok=True)
+        return self._scratch_dir
 
     def progress(self, fraction: float, message: str = "") -> None:
         """Report how far the block is, ``fraction`` in [0, 1]; raises StepCancelled if cancelled."""

@@ -172,7 +172,6 @@ def run_step(
         block = registry.get(manifest.block_id, manifest.block_version)
         params = validated_params(block.spec, manifest.params)
         _open_inputs(block.spec, manifest, inputs)
-        scratch_dir.mkdir(exist_ok=True)
         if data_dir is None and os.environ.get("ILIAD_DATA_DIR"):
             data_dir = Path(os.environ["ILIAD_DATA_DIR"])
         context = StepContext(
@@ -192,7 +191,7 @@ def run_step(
         _close(inputs)
         shutil.rmtree(scratch_dir, ignore_errors=True)
     result.duration_s = round(time.monotonic() - started, 6)
-    (output_dir / RESULT_FILE).write_text(json.dumps(result.to_dict(), indent=2), encoding="utf-8")
+    (output_dir / RESULT_FILE).write_text(json.dumps(result.to_dict()), encoding="utf-8")
     return result
 
 

@@ -58,6 +58,11 @@ def _state_event(state: str, node_id: str = "", **extra: Any) -> NewEvent:
 _graphs: dict[tuple[int, object], PipelineGraph] = {}
 
 
+RUN_FIELDS_FOR_STEPS = ("id", "state", "target", "created_at")
+STEP_FIELDS = ("id", "run_id", "node_id", "block_id", "block_version", "params", "state")
+"""What step execution needs of its run: never the snapshot, which is read once per process."""
+
+
 def run_graph(run: Run) -> PipelineGraph:
     """The run's pipeline graph; snapshots never change, so it is parsed once per process."""
     key = (run.pk, run.created_at)
@@ -65,26 +70,25 @@ def run_graph(run: Run) -> PipelineGraph:
     if graph is None:
         if len(_graphs) >= 256:
             _graphs.clear()
-        graph = _graphs[key] = PipelineGraph.from_document(parse_document(run.snapshot["document"]))
+        snapshot = Run.objects.values_list("snapshot", flat=True).get(pk=run.pk)
+        graph = _graphs[key] = PipelineGraph.from_document(parse_document(snapshot["document"]))
     return graph
 
 
-def _queue(run: Run, node_ids: Iterable[str]) -> list[NewEvent]:
-    """Move these pending steps to queued and dispatch them after commit; returns their events."""
-    node_ids = list(node_ids)
-    if not node_ids:
+def _queue(run: Run, steps: dict[str, int]) -> list[NewEvent]:
+    """Move pending steps (node id → step id) to queued and dispatch them after commit.
+
+    Callers hold the run's lock and have just read these steps as pending. Returns their events.
+    """
+    if not steps:
         return []
-    step_ids = list(
-        StepRun.objects.filter(run=run, node_id__in=node_ids, state=StepState.PENDING).values_list(
-            "id", flat=True
-        )
-    )
+    step_ids = list(steps.values())
     StepRun.objects.filter(id__in=step_ids, state=StepState.PENDING).update(
         state=StepState.QUEUED, queued_at=timezone.now()
     )
     target = run.target
     transaction.on_commit(lambda: dispatch_steps(step_ids, target=target))
-    return [_state_event(StepState.QUEUED, node_id) for node_id in node_ids]
+    return [_state_event(StepState.QUEUED, node_id) for node_id in steps]
 
 
 def dispatch_steps(step_ids: list[int], *, target: str) -> None:
@@ -130,14 +134,15 @@ def run_submit(*, pipeline: Pipeline, user, version: int | None = None, target: 
             },
         },
     )
-    StepRun.objects.bulk_create(
+    steps = StepRun.objects.bulk_create(
         StepRun(run=run, node_id=node.id, block_id=node.block, block_version=node.version, params=node.params)
         for node in document.nodes
     )
+    step_ids = {step.node_id: step.pk for step in steps}
     graph = PipelineGraph.from_document(document)
     ready = graph.ready({node_id: StepState.PENDING for node_id in graph.nodes})
     events = [_state_event(RunState.QUEUED, pipeline_version=pipeline_version.number)]
-    events += _queue(run, ready)
+    events += _queue(run, {node_id: step_ids[node_id] for node_id in ready})
     events_append(run_id=run.pk, events=events)
     return run
 
@@ -151,10 +156,15 @@ def _claim(step_id: int, worker: str) -> StepRun | None:
         )
         if not claimed:
             return None
-        step = StepRun.objects.select_related("run").get(pk=step_id)
-        Run.objects.filter(pk=step.run_id, state=RunState.QUEUED).update(
-            state=RunState.RUNNING, started_at=now
+        step = (
+            StepRun.objects.select_related("run")
+            .only(*STEP_FIELDS, *(f"run__{name}" for name in RUN_FIELDS_FOR_STEPS))
+            .get(pk=step_id)
         )
+        if step.run.state == RunState.QUEUED:
+            Run.objects.filter(pk=step.run_id, state=RunState.QUEUED).update(
+                state=RunState.RUNNING, started_at=now
+            )
         events_append(
             run_id=step.run_id, events=[_state_event(StepState.RUNNING, step.node_id, worker=worker)]
         )
@@ -188,7 +198,8 @@ def step_manifest(step: StepRun) -> StepManifest:
 
 
 def _cancel_checker(run_id: int):
-    last_check = [float("-inf"), False]
+    # Starts as "just checked": the claim has seen the run alive a moment ago.
+    last_check = [time.monotonic(), False]
 
     def cancel_requested() -> bool:
         now = time.monotonic()
@@ -228,10 +239,10 @@ def step_execute(*, step_id: int, worker: str = "") -> bool:
             ok=False,
             error={"type": type(error).__name__, "message": str(error), "traceback": ""},
         )
-    sink.flush()
+    pending = sink.drain()
     for attempt in range(1, FINISH_ATTEMPTS + 1):
         try:
-            step_finish(step=step, result=result)
+            step_finish(step=step, result=result, pending=pending)
             break
         except OperationalError:
             # The block's outputs are on disk: retry recording them instead of running it again.
@@ -243,9 +254,12 @@ def step_execute(*, step_id: int, worker: str = "") -> bool:
 
 
 @transaction.atomic
-def step_finish(*, step: StepRun, result: ResultManifest) -> None:
-    """Record a claimed step's outcome, queue what became ready, skip what can no longer run."""
-    run = Run.objects.select_for_update().get(pk=step.run_id)
+def step_finish(*, step: StepRun, result: ResultManifest, pending: Iterable[NewEvent] = ()) -> None:
+    """Record a claimed step's outcome, queue what became ready, skip what can no longer run.
+
+    ``pending`` are the block's last progress and log events, written in the same transaction.
+    """
+    run = Run.objects.select_for_update().only(*RUN_FIELDS_FOR_STEPS).get(pk=step.run_id)
     if result.ok:
         state = StepState.SUCCEEDED
     elif (result.error or {}).get("type") == "cancelled":
@@ -274,13 +288,19 @@ def step_finish(*, step: StepRun, result: ResultManifest) -> None:
     extra = {"duration_s": result.duration_s}
     if result.error:
         extra["error"] = {"type": result.error.get("type"), "message": result.error.get("message")}
-    events = [_state_event(state, step.node_id, **extra)]
+    events = [*pending, _state_event(state, step.node_id, **extra)]
     graph = run_graph(run)
+    queued: list[NewEvent] = []
     if state == StepState.SUCCEEDED and run.state != RunState.CANCELLED:
         candidates = graph.downstream(step.node_id)
         involved = set(candidates).union(*(graph.upstream(node_id) for node_id in candidates))
-        states = dict(StepRun.objects.filter(run=run, node_id__in=involved).values_list("node_id", "state"))
-        events += _queue(run, [node_id for node_id in graph.ready(states) if node_id in candidates])
+        rows = StepRun.objects.filter(run=run, node_id__in=involved).values_list("node_id", "state", "id")
+        states = {node_id: step_state for node_id, step_state, _ in rows}
+        step_ids = {node_id: step_id for node_id, _, step_id in rows}
+        queued = _queue(
+            run, {node_id: step_ids[node_id] for node_id in graph.ready(states) if node_id in candidates}
+        )
+        events += queued
     elif state == StepState.FAILED:
         skipped = list(
             StepRun.objects.filter(
@@ -293,7 +313,8 @@ def step_finish(*, step: StepRun, result: ResultManifest) -> None:
         events += [
             _state_event(StepState.SKIPPED, node_id, reason=f"{step.node_id} failed") for node_id in skipped
         ]
-    events += _run_finish_if_done(run, now)
+    if not queued:  # a step was just queued: the run goes on, no need to ask whether it is done
+        events += _run_finish_if_done(run, now)
     events_append(run_id=run.pk, events=events)
 
 
