@@ -181,6 +181,9 @@ CELERY_BEAT_SCHEDULE = {
     "requeue-lost-steps": {"task": "runs.requeue_lost_steps", "schedule": 60.0},
 }
 ILIAD_REQUEUE_AFTER_S = envint("ILIAD_REQUEUE_AFTER_S", 300)
+# A worker that finishes a step goes on with one step it made ready, up to this many per task,
+# instead of a broker round trip per step of a chain (1 = always through the broker).
+ILIAD_LOCAL_STEPS = envint("ILIAD_LOCAL_STEPS", 50)
 
 CHANNEL_LAYERS = {
     "default": (

@@ -22,6 +22,11 @@ def dispatched(monkeypatch):
     return sent
 
 
+def execute_one(*, step_id: int) -> bool:
+    """One step, no going on with the next: each transition can be checked on its own."""
+    return step_execute(step_id=step_id, local_steps=1)
+
+
 def diamond(user):
     doc = document(
         [
@@ -61,7 +66,7 @@ def test_steps_are_dispatched_in_dependency_order(
     assert states(run) == {"a": "queued", "b": "pending", "c": "pending", "d": "pending", "e": "pending"}
     assert dispatched == [step(run, "a").pk]
     with django_capture_on_commit_callbacks(execute=True):
-        assert step_execute(step_id=step(run, "a").pk) is True
+        assert execute_one(step_id=step(run, "a").pk) is True
     assert states(run) == {"a": "succeeded", "b": "queued", "c": "queued", "d": "pending", "e": "pending"}
     assert sorted(dispatched[1:]) == sorted([step(run, "b").pk, step(run, "c").pk])
 
@@ -72,8 +77,8 @@ def test_a_second_delivery_of_a_step_does_nothing(
     run = submit(user, diamond(user), django_capture_on_commit_callbacks)
     a = step(run, "a").pk
     with django_capture_on_commit_callbacks(execute=True):
-        assert step_execute(step_id=a) is True
-        assert step_execute(step_id=a) is False
+        assert execute_one(step_id=a) is True
+        assert execute_one(step_id=a) is False
     assert step(run, "a").attempts == 1
     assert RunEvent.objects.filter(run=run, node_id="a", payload__state="succeeded").count() == 1
     assert dispatched.count(step(run, "b").pk) == 1
@@ -97,9 +102,9 @@ def test_a_step_with_two_parents_is_queued_once_after_both(
     )
     assert states(run)["join"] == "pending"
     with django_capture_on_commit_callbacks(execute=True):
-        step_execute(step_id=step(run, "demo").pk)
+        execute_one(step_id=step(run, "demo").pk)
         assert states(run)["join"] == "pending"
-        step_execute(step_id=step(run, "mean").pk)
+        execute_one(step_id=step(run, "mean").pk)
     assert states(run)["join"] == "queued"
     assert dispatched.count(step(run, "join").pk) == 1
 
@@ -110,7 +115,7 @@ def test_the_run_finishes_when_the_last_step_does(
     run = submit(user, diamond(user), django_capture_on_commit_callbacks)
     for node_id in "abcde":
         with django_capture_on_commit_callbacks(execute=True):
-            step_execute(step_id=step(run, node_id).pk)
+            execute_one(step_id=step(run, node_id).pk)
     run.refresh_from_db()
     assert run.state == "succeeded" and run.finished_at is not None
     events = list(RunEvent.objects.filter(run=run).order_by("seq"))
@@ -126,7 +131,7 @@ def test_cancel_cancels_waiting_steps_and_a_finished_run_cannot_be_cancelled(
     run = run_cancel(run=run)
     assert run.state == "cancelled" and run.finished_at is not None
     assert set(states(run).values()) == {"cancelled"}
-    assert step_execute(step_id=step(run, "a").pk) is False  # its message arrives after the cancel
+    assert execute_one(step_id=step(run, "a").pk) is False  # its message arrives after the cancel
     with pytest.raises(RunRejected, match="already finished"):
         run_cancel(run=run)
 
@@ -159,3 +164,32 @@ def test_a_run_freezes_the_document_and_block_specs(
     run = submit(user, pipeline, django_capture_on_commit_callbacks)
     assert run.snapshot["document"] == pipeline.versions.get().document
     assert run.snapshot["blocks"]["utility.noop@1.0.0"]["outputs"][0]["name"] == "result"
+
+
+def test_a_worker_goes_on_with_one_ready_step_and_dispatches_the_others(
+    user, catalog, dispatched, django_capture_on_commit_callbacks
+):
+    run = submit(user, diamond(user), django_capture_on_commit_callbacks)
+    dispatched.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert step_execute(step_id=step(run, "a").pk) is True
+    assert states(run) == {
+        "a": "succeeded",
+        "b": "succeeded",
+        "c": "queued",
+        "d": "succeeded",
+        "e": "pending",
+    }
+    assert dispatched == [step(run, "c").pk]
+    assert all(step(run, node_id).attempts == 1 for node_id in "abd")
+
+
+def test_going_on_locally_stops_after_the_budget(
+    user, catalog, dispatched, django_capture_on_commit_callbacks
+):
+    run = submit(user, diamond(user), django_capture_on_commit_callbacks)
+    dispatched.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        step_execute(step_id=step(run, "a").pk, local_steps=2)
+    assert states(run) == {"a": "succeeded", "b": "succeeded", "c": "queued", "d": "queued", "e": "pending"}
+    assert sorted(dispatched) == sorted([step(run, "c").pk, step(run, "d").pk])

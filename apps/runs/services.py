@@ -75,20 +75,23 @@ def run_graph(run: Run) -> PipelineGraph:
     return graph
 
 
-def _queue(run: Run, steps: dict[str, int]) -> list[NewEvent]:
-    """Move pending steps (node id → step id) to queued and dispatch them after commit.
+def _queue(run: Run, steps: dict[str, int], *, keep_one: bool = False) -> tuple[list[NewEvent], int | None]:
+    """Move pending steps (node id → step id) to queued and dispatch them after commit, except one
+    kept for the caller to run when ``keep_one``. Returns their events and the kept step's id.
 
-    Callers hold the run's lock and have just read these steps as pending. Returns their events.
+    Callers hold the run's lock and have just read these steps as pending.
     """
     if not steps:
-        return []
+        return [], None
     step_ids = list(steps.values())
     StepRun.objects.filter(id__in=step_ids, state=StepState.PENDING).update(
         state=StepState.QUEUED, queued_at=timezone.now()
     )
-    target = run.target
-    transaction.on_commit(lambda: dispatch_steps(step_ids, target=target))
-    return [_state_event(StepState.QUEUED, node_id) for node_id in steps]
+    kept = step_ids.pop(0) if keep_one else None
+    if step_ids:
+        target = run.target
+        transaction.on_commit(lambda: dispatch_steps(step_ids, target=target))
+    return [_state_event(StepState.QUEUED, node_id) for node_id in steps], kept
 
 
 def dispatch_steps(step_ids: list[int], *, target: str) -> None:
@@ -142,7 +145,7 @@ def run_submit(*, pipeline: Pipeline, user, version: int | None = None, target: 
     graph = PipelineGraph.from_document(document)
     ready = graph.ready({node_id: StepState.PENDING for node_id in graph.nodes})
     events = [_state_event(RunState.QUEUED, pipeline_version=pipeline_version.number)]
-    events += _queue(run, {node_id: step_ids[node_id] for node_id in ready})
+    events += _queue(run, {node_id: step_ids[node_id] for node_id in ready})[0]
     events_append(run_id=run.pk, events=events)
     return run
 
@@ -171,16 +174,25 @@ def _claim(step_id: int, worker: str) -> StepRun | None:
     return step
 
 
-def step_manifest(step: StepRun) -> StepManifest:
-    """The step manifest of a claimed step: its inputs are the artifacts of its upstream steps."""
+KnownArtifacts = dict[tuple[str, str], tuple[str, str]]
+"""(node id, port) → (uri, type) of artifacts already at hand."""
+
+
+def step_manifest(step: StepRun, known: KnownArtifacts | None = None) -> StepManifest:
+    """The step manifest of a claimed step: its inputs are the artifacts of its upstream steps.
+
+    ``known`` artifacts (those the previous step of this worker just produced) are not read again.
+    """
     graph = run_graph(step.run)
     incoming = graph.incoming(step.node_id)
-    artifacts = {
-        (node_id, port): (uri, kind)
-        for node_id, port, uri, kind in Artifact.objects.filter(
-            run_id=step.run_id, step__node_id__in={edge.source for edge in incoming}
-        ).values_list("step__node_id", "port", "uri", "type")
-    }
+    artifacts = dict(known or {})
+    if any((edge.source, edge.source_port) not in artifacts for edge in incoming):
+        artifacts.update(
+            ((node_id, port), (uri, kind))
+            for node_id, port, uri, kind in Artifact.objects.filter(
+                run_id=step.run_id, step__node_id__in={edge.source for edge in incoming}
+            ).values_list("step__node_id", "port", "uri", "type")
+        )
     inputs = {}
     for edge in incoming:
         uri, kind = artifacts[(edge.source, edge.source_port)]
@@ -211,18 +223,37 @@ def _cancel_checker(run_id: int):
     return cancel_requested
 
 
-def step_execute(*, step_id: int, worker: str = "") -> bool:
-    """Claim a queued step, run its block in this process and record the outcome.
+def step_execute(*, step_id: int, worker: str = "", local_steps: int | None = None) -> bool:
+    """Claim a queued step, run its block in this process and record the outcome; then go on with
+    one step it made ready, up to ``local_steps`` steps in all (default ``ILIAD_LOCAL_STEPS``).
+
+    Going on locally saves a round trip through the broker per step of a chain; every other newly
+    ready step is dispatched as usual. A kept step is committed as queued before it is claimed
+    here, so if this process dies in between, the requeue job sends it again.
 
     Returns False (and does nothing) when the step was not queued: a duplicate delivery, a retry of
     a step that already ran, or a step of a cancelled run.
     """
-    step = _claim(step_id, worker)
-    if step is None:
-        return False
+    budget = settings.ILIAD_LOCAL_STEPS if local_steps is None else local_steps
+    next_id: int | None = step_id
+    known: KnownArtifacts = {}
+    ran = False
+    while next_id is not None and budget > 0:
+        step = _claim(next_id, worker)
+        if step is None:
+            return ran
+        ran, budget = True, budget - 1
+        result, pending = _run_claimed(step, known)
+        next_id = _finish_with_retries(step, result, pending, keep_one=budget > 0)
+        known = {(step.node_id, record.port): (record.uri, record.type) for record in result.artifacts}
+    return ran
+
+
+def _run_claimed(step: StepRun, known: KnownArtifacts) -> tuple[ResultManifest, list[NewEvent]]:
+    """Run a claimed step's block; returns its result and the events it emitted but not yet wrote."""
     sink = StepEventSink(run_id=step.run_id, node_id=step.node_id)
     try:
-        manifest = step_manifest(step)
+        manifest = step_manifest(step, known)
         result = run_step(
             manifest,
             emit=sink,
@@ -230,7 +261,7 @@ def step_execute(*, step_id: int, worker: str = "") -> bool:
             data_dir=settings.ILIAD_DATA_DIR,
         )
     except Exception as error:  # the portal's side of running failed; the step must still end
-        logger.exception("step %s could not be run", step_id)
+        logger.exception("step %s could not be run", step.pk)
         result = ResultManifest(
             run_id=str(step.run_id),
             step_id=step.node_id,
@@ -239,25 +270,33 @@ def step_execute(*, step_id: int, worker: str = "") -> bool:
             ok=False,
             error={"type": type(error).__name__, "message": str(error), "traceback": ""},
         )
-    pending = sink.drain()
+    return result, sink.drain()
+
+
+def _finish_with_retries(
+    step: StepRun, result: ResultManifest, pending: list[NewEvent], *, keep_one: bool
+) -> int | None:
     for attempt in range(1, FINISH_ATTEMPTS + 1):
         try:
-            step_finish(step=step, result=result, pending=pending)
-            break
+            return step_finish(step=step, result=result, pending=pending, keep_one=keep_one)
         except OperationalError:
             # The block's outputs are on disk: retry recording them instead of running it again.
             if attempt == FINISH_ATTEMPTS:
                 raise
-            logger.warning("recording step %s failed (attempt %s); retrying", step_id, attempt, exc_info=True)
+            logger.warning("recording step %s failed (attempt %s); retrying", step.pk, attempt, exc_info=True)
             time.sleep(0.2 * 2**attempt)
-    return True
+    return None
 
 
 @transaction.atomic
-def step_finish(*, step: StepRun, result: ResultManifest, pending: Iterable[NewEvent] = ()) -> None:
+def step_finish(
+    *, step: StepRun, result: ResultManifest, pending: Iterable[NewEvent] = (), keep_one: bool = False
+) -> int | None:
     """Record a claimed step's outcome, queue what became ready, skip what can no longer run.
 
     ``pending`` are the block's last progress and log events, written in the same transaction.
+    With ``keep_one``, one newly ready step is not dispatched: its id is returned for the caller
+    to run next.
     """
     run = Run.objects.select_for_update().only(*RUN_FIELDS_FOR_STEPS).get(pk=step.run_id)
     if result.ok:
@@ -271,7 +310,7 @@ def step_finish(*, step: StepRun, result: ResultManifest, pending: Iterable[NewE
         state=state, finished_at=now, error=result.error
     )
     if not changed:
-        return
+        return None
     Artifact.objects.bulk_create(
         Artifact(
             run=run,
@@ -291,15 +330,15 @@ def step_finish(*, step: StepRun, result: ResultManifest, pending: Iterable[NewE
     events = [*pending, _state_event(state, step.node_id, **extra)]
     graph = run_graph(run)
     queued: list[NewEvent] = []
+    kept = None
     if state == StepState.SUCCEEDED and run.state != RunState.CANCELLED:
         candidates = graph.downstream(step.node_id)
         involved = set(candidates).union(*(graph.upstream(node_id) for node_id in candidates))
         rows = StepRun.objects.filter(run=run, node_id__in=involved).values_list("node_id", "state", "id")
         states = {node_id: step_state for node_id, step_state, _ in rows}
         step_ids = {node_id: step_id for node_id, _, step_id in rows}
-        queued = _queue(
-            run, {node_id: step_ids[node_id] for node_id in graph.ready(states) if node_id in candidates}
-        )
+        ready = {node_id: step_ids[node_id] for node_id in graph.ready(states) if node_id in candidates}
+        queued, kept = _queue(run, ready, keep_one=keep_one)
         events += queued
     elif state == StepState.FAILED:
         skipped = list(
@@ -316,6 +355,7 @@ def step_finish(*, step: StepRun, result: ResultManifest, pending: Iterable[NewE
     if not queued:  # a step was just queued: the run goes on, no need to ask whether it is done
         events += _run_finish_if_done(run, now)
     events_append(run_id=run.pk, events=events)
+    return kept
 
 
 def _run_finish_if_done(run: Run, now) -> list[NewEvent]:
