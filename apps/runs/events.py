@@ -81,36 +81,53 @@ def events_append(*, run_id: int, events: Iterable[NewEvent]) -> list[RunEvent]:
 
 
 class _Pusher:
-    """Sends channel-layer messages from one long-lived event loop thread per process.
+    """Sends run events to live listeners from one long-lived event loop thread per process.
 
-    ``async_to_sync`` per push costs a new thread, loop and Redis connection each time (≈3 ms);
-    scheduling onto a loop that lives as long as the process costs microseconds and reuses the
-    connection. Sends are fire-and-forget: listeners fill any gap from the database.
+    Events are gathered for ``FLUSH_DELAY_S`` and sent as one channel-layer message per run: a
+    running step commits several times a second, and a group_send per commit costs a few Redis
+    round trips each (≈ 4 ms per pipeline step measured). Sends are fire-and-forget: a listener
+    that misses something fills the gap from the database.
     """
+
+    FLUSH_DELAY_S = 0.05
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pid = 0
+        self._pending: dict[str, list[dict[str, Any]]] = {}
 
     def _running_loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
             if self._loop is None or self._pid != os.getpid():  # a forked worker needs its own
                 self._loop = asyncio.new_event_loop()
                 self._pid = os.getpid()
+                self._pending = {}
                 threading.Thread(target=self._loop.run_forever, name="run-event-push", daemon=True).start()
             return self._loop
 
-    def send(self, group: str, message: dict[str, Any]) -> None:
+    def send(self, group: str, events: list[dict[str, Any]]) -> None:
+        loop = self._running_loop()
+        with self._lock:
+            first = not self._pending
+            self._pending.setdefault(group, []).extend(events)
+        if first:
+            loop.call_soon_threadsafe(loop.call_later, self.FLUSH_DELAY_S, self._flush)
+
+    def _flush(self) -> None:
+        """Runs in the loop thread: one message per run with everything gathered since the last."""
         layer = get_channel_layer()
+        with self._lock:
+            pending, self._pending = self._pending, {}
         if layer is None:
             return
-        future = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), self._running_loop())
-        future.add_done_callback(_log_failure)
+        for group, events in pending.items():
+            task = asyncio.ensure_future(layer.group_send(group, {"type": "run.events", "events": events}))
+            task.add_done_callback(_log_failure)
 
 
 def _log_failure(future) -> None:
-    if future.exception() is not None:
+    if not future.cancelled() and future.exception() is not None:
         logger.warning("could not push run events to live listeners: %s", future.exception())
 
 
@@ -118,7 +135,7 @@ _pusher = _Pusher()
 
 
 def _push(run_id: int, events: list[dict[str, Any]]) -> None:
-    _pusher.send(run_group(run_id), {"type": "run.events", "events": events})
+    _pusher.send(run_group(run_id), events)
 
 
 class StepEventSink:
