@@ -20,10 +20,11 @@ class PipelineInvalid(Exception):
         self.issues = issues
 
 
-def pipeline_document_issues(*, document: Any) -> list[dict[str, Any]]:
-    """Every validation issue of ``document`` against the runnable catalog, as dictionaries."""
+def pipeline_document_issues(*, document: Any, catalog: dict | None = None) -> list[dict[str, Any]]:
+    """Every validation issue of ``document`` against ``catalog`` (default: the runnable catalog)."""
     limits = Limits(max_bytes=settings.ILIAD_MAX_PIPELINE_BYTES)
-    return [issue.to_dict() for issue in validate_document(document, catalog_specs(), limits=limits)]
+    specs = catalog if catalog is not None else catalog_specs()
+    return [issue.to_dict() for issue in validate_document(document, specs, limits=limits)]
 
 
 def _require_valid(document: Any) -> None:

@@ -55,12 +55,11 @@ def _state_event(state: str, node_id: str = "", **extra: Any) -> NewEvent:
     return (RunEvent.Kind.STATE, node_id, {"state": state, **extra})
 
 
-_graphs: dict[tuple[int, object], PipelineGraph] = {}
-
-
 RUN_FIELDS_FOR_STEPS = ("id", "state", "target", "created_at")
-STEP_FIELDS = ("id", "run_id", "node_id", "block_id", "block_version", "params", "state")
 """What step execution needs of its run: never the snapshot, which is read once per process."""
+STEP_FIELDS = ("id", "run_id", "node_id", "block_id", "block_version", "params", "state")
+
+_graphs: dict[tuple[int, object], PipelineGraph] = {}
 
 
 def run_graph(run: Run) -> PipelineGraph:
@@ -119,11 +118,11 @@ def run_submit(*, pipeline: Pipeline, user, version: int | None = None, target: 
     pipeline_version = pipeline_version_get(pipeline=pipeline, number=version)
     if pipeline_version is None:
         raise RunRejected(f"pipeline {pipeline.pk} has no version {version}")
-    issues = pipeline_document_issues(document=pipeline_version.document)
+    specs = catalog_specs()
+    issues = pipeline_document_issues(document=pipeline_version.document, catalog=specs)
     if issues:
         raise PipelineInvalid(issues)
     document = parse_document(pipeline_version.document)
-    specs = catalog_specs()
     run = Run.objects.create(
         owner=user,
         pipeline=pipeline,
