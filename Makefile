@@ -11,13 +11,17 @@ VPY := $(VENV)/bin/python
 REQ_FILES := requirements.txt requirements-dev.txt
 REQ_HASH := $(shell cat $(REQ_FILES) 2>/dev/null | sha256sum | cut -c1-16)
 STAMP := $(VENV)/.installed-$(REQ_HASH)
+# The published marine-heatwave reference, a test oracle with its own (numpy < 2) virtualenv.
+MHW_VENV := .venv-mhw
+MHW_REQ := tests/reference/requirements-mhw.txt
+MHW_STAMP := $(MHW_VENV)/.installed-$(shell cat $(MHW_REQ) 2>/dev/null | sha256sum | cut -c1-16)
 
 # Second test pass: the end-to-end tests on PostgreSQL + Redis (.ci/run starts both).
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/iliad
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/7
 
 .PHONY: help venv run test test-embedded test-stack check-services lint bench bench-editor clean lock \
-	frontend frontend-deps browser-deps
+	frontend frontend-deps browser-deps reference-env
 
 help: ## list the targets
 	@echo "Iliad Portal - make targets:"
@@ -47,17 +51,27 @@ $(STAMP):
 run: venv ## start the portal with embedded Redis, a worker and uvicorn (PORT=8000 ILIAD_HOME=var)
 	exec $(VPY) -m iliad_portal.embedded
 
-test: venv browser-deps frontend-deps ## ruff, the whole suite (SQLite + embedded Redis), then the e2e tests on PostgreSQL + Redis
+test: venv browser-deps frontend-deps reference-env ## ruff, the whole suite (SQLite + embedded Redis), then the e2e tests on PostgreSQL + Redis
 	$(VENV)/bin/ruff check .
 	$(MAKE) --no-print-directory test-embedded
 	$(MAKE) --no-print-directory test-stack
 
-test-embedded: venv ## the whole test suite on SQLite + an embedded Redis-protocol server
+test-embedded: venv reference-env ## the whole test suite on SQLite + an embedded Redis-protocol server
 	$(VPY) -m pytest
 
 test-stack: venv check-services ## the e2e tests on PostgreSQL + Redis (TEST_DATABASE_URL, TEST_REDIS_URL)
 	ILIAD_TEST_STACK=postgres DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
 		$(VPY) -m pytest -m e2e
+
+reference-env: $(MHW_STAMP) ## .venv-mhw: mhw-detect (Hobday/Oliver's marineHeatWaves), the heatwave tests' oracle
+
+# mhw-detect goes in with --no-deps: its metadata pins pyarrow < 12 for a CLI the tests do not use.
+$(MHW_STAMP): $(MHW_REQ)
+	@[ -x $(MHW_VENV)/bin/python ] || $(PYTHON) -m venv $(MHW_VENV)
+	$(MHW_VENV)/bin/python -m pip install --quiet -r $(MHW_REQ)
+	$(MHW_VENV)/bin/python -m pip install --quiet --no-deps --ignore-requires-python mhw-detect==0.2.3
+	@rm -f $(MHW_VENV)/.installed-*
+	@touch $@
 
 check-services: venv ## fail loudly unless PostgreSQL and Redis answer (never skip)
 	$(VPY) -m iliad_portal.embedded check-services $(TEST_DATABASE_URL) $(TEST_REDIS_URL)
@@ -88,7 +102,7 @@ browser-deps: ## Debian's Chromium for the browser tests (installed only when /u
 
 clean: ## remove var/, caches and test leftovers (keeps .venv)
 	rm -rf var/ staticfiles/ bench/out/ .pytest_cache/ .ruff_cache/
-	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +
+	find . \( -path ./$(VENV) -o -path ./$(MHW_VENV) \) -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +
 
 lock: ## regenerate requirements*.txt from requirements*.in (pip-tools in a throwaway venv under /tmp)
 	@set -e; tmp=$$(mktemp -d /tmp/iliad-lock.XXXXXX); trap 'rm -rf "$$tmp"' EXIT; \
