@@ -179,8 +179,21 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": envint("ILIAD_VISIBILITY_TIMEOUT_S", 6 * 3600)}
 CELERY_BEAT_SCHEDULE = {
     "requeue-lost-steps": {"task": "runs.requeue_lost_steps", "schedule": 60.0},
+    "recover-stalled-steps": {"task": "runs.recover_stalled_steps", "schedule": 30.0},
 }
 ILIAD_REQUEUE_AFTER_S = envint("ILIAD_REQUEUE_AFTER_S", 300)
+# A worker running a step refreshes its heartbeat this often; a running step not heard from for
+# ILIAD_STALL_AFTER_S lost its worker and is run again, up to ILIAD_MAX_ATTEMPTS claims in all.
+ILIAD_HEARTBEAT_S = envint("ILIAD_HEARTBEAT_S", 15)
+ILIAD_STALL_AFTER_S = envint("ILIAD_STALL_AFTER_S", 120)
+ILIAD_MAX_ATTEMPTS = envint("ILIAD_MAX_ATTEMPTS", 3)
+if ILIAD_HEARTBEAT_S < 1 or ILIAD_MAX_ATTEMPTS < 1:
+    raise ImproperlyConfigured("ILIAD_HEARTBEAT_S and ILIAD_MAX_ATTEMPTS must be at least 1")
+if ILIAD_STALL_AFTER_S < 2 * ILIAD_HEARTBEAT_S:
+    raise ImproperlyConfigured(
+        f"ILIAD_STALL_AFTER_S={ILIAD_STALL_AFTER_S} must be at least twice ILIAD_HEARTBEAT_S="
+        f"{ILIAD_HEARTBEAT_S}, or a live worker's step would be taken away from it"
+    )
 # A worker that finishes a step goes on with one step it made ready, up to this many per task,
 # instead of a broker round trip per step of a chain (1 = always through the broker).
 ILIAD_LOCAL_STEPS = envint("ILIAD_LOCAL_STEPS", 50)

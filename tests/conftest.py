@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -55,32 +58,46 @@ def _database_url_for_worker() -> str:
     return f"postgres://{user}{password}@{host}:{port}/{settings_dict['NAME']}"
 
 
+def _start_worker(
+    name: str, *, concurrency: int, env: dict[str, str] | None = None, own_group: bool = False
+) -> subprocess.Popen:
+    """Start a real ``celery worker`` process named ``name`` on the test database and broker and wait
+    until it answers; its log goes to ``$ILIAD_HOME/<name>.log``. With ``own_group`` it leads a new
+    process group (itself and its prefork children), so that a test can kill all of it at once."""
+    from iliad_portal.celery import app
+
+    log_path = Path(os.environ["ILIAD_HOME"]) / f"{name.split('@')[0]}.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "iliad_portal", "worker", "-n", name,
+             "--concurrency", str(concurrency), "--loglevel", "INFO", "--without-gossip", "--without-mingle"],
+            cwd=REPO_ROOT, env={**os.environ, "DATABASE_URL": _database_url_for_worker(), **(env or {})},
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=own_group,
+        )
+    deadline = time.monotonic() + 60
+    while not app.control.ping(destination=[name], timeout=0.5):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"celery worker {name} did not start; its log:\n{log_path.read_text()[-3000:]}")
+    return process
+
+
+SESSION_WORKER = f"test-{os.getpid()}@{socket.gethostname()}"
+
+
 @pytest.fixture(scope="session")
 def celery_worker_process(django_db_setup, django_db_blocker):
     """A real ``celery worker`` process (2 prefork children) on the test database and broker."""
     from iliad_portal.celery import app
 
-    env = {**os.environ, "DATABASE_URL": _database_url_for_worker()}
     app.control.purge()
-    log_path = Path(os.environ["ILIAD_HOME"]) / "worker.log"
-    log = open(log_path, "w")  # noqa: SIM115 - closed at teardown
-    process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "iliad_portal", "worker", "--concurrency", "2",
-         "--loglevel", "INFO", "--without-gossip", "--without-mingle", "-n", f"test-{os.getpid()}@%h"],
-        cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 60
-    while not app.control.ping(timeout=0.5):
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"celery worker did not start; its log:\n{log_path.read_text()[-3000:]}")
+    process = _start_worker(SESSION_WORKER, concurrency=2)
     yield process
     process.terminate()
     try:
         process.wait(20)
     except subprocess.TimeoutExpired:
         process.kill()
-    log.close()
 
 
 @pytest.fixture
@@ -89,6 +106,35 @@ def worker(celery_worker_process, transactional_db, catalog):
     if celery_worker_process.poll() is not None:
         pytest.fail("the celery worker process died")
     return celery_worker_process
+
+
+@pytest.fixture
+def killable_worker(worker) -> Callable[..., subprocess.Popen]:
+    """Starts worker processes of the test's own, ``killable_worker(name, **env)``: each leads its own
+    process group (``os.killpg(process.pid, SIGKILL)`` kills it with its children) and gets ``env``
+    on top of the test environment. Meanwhile the session worker takes no new tasks, so these get
+    every step; what is still alive at the end is stopped."""
+    from iliad_portal.celery import app
+
+    started: list[subprocess.Popen] = []
+
+    def start(name: str, **env: str) -> subprocess.Popen:
+        process = _start_worker(f"{name}-{os.getpid()}@{socket.gethostname()}", concurrency=1, env=env,
+                                own_group=True)
+        started.append(process)
+        return process
+
+    assert app.control.cancel_consumer("celery", destination=[SESSION_WORKER], reply=True, timeout=5)
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+    assert app.control.add_consumer("celery", destination=[SESSION_WORKER], reply=True, timeout=5)
 
 
 def wait_for_run(run_id: int, timeout: float = 90.0, expect: str | None = None):

@@ -5,7 +5,10 @@ PostgreSQL + Redis.
 """
 
 import io
+import os
+import signal
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +16,7 @@ import pandas as pd
 import pytest
 
 from apps.runs.models import Artifact, RunEvent, StepRun
+from apps.runs.services import steps_recover_stalled
 from blocks.library.demo_data import make_demo_dataset
 from tests.conftest import document, edge, node, wait_for_idle_worker, wait_for_run
 
@@ -243,3 +247,47 @@ def test_a_step_whose_two_parents_finish_together_on_two_workers_runs_once(worke
         assert queued.count() == 1
         result = Artifact.objects.get(step=join)
         assert Path(result.uri.removeprefix("file://")).read_text().count("dict") == 2
+
+
+def test_a_step_whose_worker_is_killed_runs_again_on_another_worker(killable_worker, api, tmp_path):
+    marker = tmp_path / "calls.txt"
+    doc = document(
+        [
+            node("slow", "testing.count_calls", marker=str(marker), sleep_s=60.0, first_call_only=True),
+            node("next", "utility.noop"),
+        ],
+        [edge("slow", "result", "next", "trigger")],
+    )
+    doomed = killable_worker("doomed", ILIAD_HEARTBEAT_S="1")
+    run = start_run(api, create_pipeline(api, doc))
+    slow = StepRun.objects.get(run_id=run["id"], node_id="slow")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # until the block runs and the worker has sent a heartbeat
+        slow.refresh_from_db()
+        if marker.exists() and slow.heartbeat_at and slow.heartbeat_at > slow.started_at:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail(f"step {slow} did not start or sent no heartbeat: {slow.state}, {slow.heartbeat_at}")
+    os.killpg(doomed.pid, signal.SIGKILL)  # the worker and its pool process, mid-step
+    doomed.wait()
+    killable_worker("fresh", ILIAD_HEARTBEAT_S="1")
+
+    deadline = time.monotonic() + 30
+    while not steps_recover_stalled(stalled_after=timedelta(seconds=2), max_attempts=3):
+        assert time.monotonic() < deadline, "the lost step was not taken back"
+        time.sleep(0.2)
+    assert wait_for_run(run["id"], timeout=30, expect="succeeded").state == "succeeded"
+
+    slow.refresh_from_db()
+    assert slow.attempts == 2
+    first_pid, second_pid = marker.read_text().split()
+    assert first_pid != second_pid
+    assert Artifact.objects.get(step=slow).uri.endswith("/slow/attempt-2/result.json")
+    assert StepRun.objects.get(run_id=run["id"], node_id="next").state == "succeeded"
+    states = list(
+        RunEvent.objects.filter(run_id=run["id"], node_id="slow", kind="state").values_list(
+            "payload__state", flat=True
+        )
+    )
+    assert states == ["queued", "running", "queued", "running", "succeeded"]

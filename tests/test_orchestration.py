@@ -1,6 +1,7 @@
 """The run state machine, in-process: steps are executed here instead of by a worker, one at a time,
 so each transition can be checked exactly. (The same paths run on real workers in test_e2e_runs.)"""
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -9,8 +10,18 @@ from django.utils import timezone
 from apps.catalog.models import BlockVersion
 from apps.pipelines.services import PipelineInvalid, pipeline_create
 from apps.runs import services
-from apps.runs.models import RunEvent, StepRun
-from apps.runs.services import RunRejected, run_cancel, run_submit, step_execute, steps_requeue_lost
+from apps.runs.models import Artifact, RunEvent, StepRun
+from apps.runs.services import (
+    RunRejected,
+    run_cancel,
+    run_submit,
+    step_execute,
+    step_finish,
+    step_recover,
+    steps_recover_stalled,
+    steps_requeue_lost,
+)
+from blocks.manifest import ResultManifest
 from tests.conftest import document, edge, node
 
 
@@ -193,3 +204,167 @@ def test_going_on_locally_stops_after_the_budget(
         step_execute(step_id=step(run, "a").pk, local_steps=2)
     assert states(run) == {"a": "succeeded", "b": "succeeded", "c": "queued", "d": "queued", "e": "pending"}
     assert sorted(dispatched) == sorted([step(run, "c").pk, step(run, "d").pk])
+
+
+class WorkerKilled(BaseException):
+    """Stands for a SIGKILL: nothing after it runs in the worker that got it."""
+
+
+def kill_the_worker(manifest, **kwargs):
+    raise WorkerKilled
+
+
+def claim_and_lose_the_worker(monkeypatch, step_id: int) -> None:
+    """Worker w1@host claims the step and starts its block, then dies: the step stays running."""
+    with monkeypatch.context() as patch:
+        patch.setattr(services, "run_step", kill_the_worker)
+        with pytest.raises(WorkerKilled):
+            step_execute(step_id=step_id, worker="w1@host", local_steps=1)
+    assert StepRun.objects.get(pk=step_id).state == "running"
+
+
+def silence(step_id: int, seconds: float = 600):
+    """Make the step's worker last heard from ``seconds`` ago; returns that heartbeat."""
+    heartbeat = timezone.now() - timedelta(seconds=seconds)
+    StepRun.objects.filter(pk=step_id).update(heartbeat_at=heartbeat)
+    return heartbeat
+
+
+STALLED_AFTER = timedelta(minutes=2)
+
+
+def chain(user):
+    doc = document(
+        [node("first", "utility.noop"), node("second", "utility.noop"), node("third", "utility.noop")],
+        [edge("first", "result", "second", "trigger"), edge("second", "result", "third", "trigger")],
+    )
+    return pipeline_create(owner=user, name="chain", document=doc)
+
+
+def test_a_step_whose_worker_was_lost_runs_again_and_the_run_completes(
+    user, catalog, dispatched, monkeypatch, django_capture_on_commit_callbacks
+):
+    run = submit(user, chain(user), django_capture_on_commit_callbacks)
+    first = step(run, "first").pk
+    claim_and_lose_the_worker(monkeypatch, first)
+    assert steps_recover_stalled(stalled_after=STALLED_AFTER, max_attempts=3) == 0  # not silent long enough
+    silence(first)
+    dispatched.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert steps_recover_stalled(stalled_after=STALLED_AFTER, max_attempts=3) == 1
+    assert dispatched == [first]
+    assert states(run) == {"first": "queued", "second": "pending", "third": "pending"}
+    warning, queued = RunEvent.objects.filter(run=run).order_by("-seq")[:2][::-1]
+    assert warning.kind == "log" and warning.payload["level"] == "warning"
+    assert warning.payload["message"] == (
+        "worker w1@host lost (no heartbeat for 600 s); running the step again, attempt 2 of 3"
+    )
+    assert queued.payload == {"state": "queued", "reason": "worker w1@host lost (no heartbeat for 600 s)"}
+
+    for node_id in ("first", "second", "third"):
+        with django_capture_on_commit_callbacks(execute=True):
+            assert execute_one(step_id=step(run, node_id).pk) is True
+    run.refresh_from_db()
+    assert run.state == "succeeded" and run.finished_at is not None
+    assert [step(run, node_id).attempts for node_id in ("first", "second", "third")] == [2, 1, 1]
+    retried = Artifact.objects.get(step_id=first)
+    assert retried.uri.endswith(f"/runs/{run.pk}/first/attempt-2/result.json")
+    seqs = list(RunEvent.objects.filter(run=run).order_by("seq").values_list("seq", flat=True))
+    assert seqs == list(range(1, len(seqs) + 1))
+
+
+def test_a_step_whose_worker_sends_heartbeats_is_not_taken_back(
+    user, catalog, dispatched, monkeypatch, django_capture_on_commit_callbacks
+):
+    run = submit(user, chain(user), django_capture_on_commit_callbacks)
+    first = step(run, "first").pk
+    claim_and_lose_the_worker(monkeypatch, first)
+    stale = silence(first)
+    StepRun.objects.filter(pk=first).update(heartbeat_at=timezone.now())  # the worker was only slow
+    events = RunEvent.objects.filter(run=run).count()
+    assert step_recover(step_id=first, last_heartbeat=stale, max_attempts=3) is False
+    assert steps_recover_stalled(stalled_after=STALLED_AFTER, max_attempts=3) == 0
+    assert step(run, "first").state == "running" and step(run, "first").attempts == 1
+    assert RunEvent.objects.filter(run=run).count() == events
+
+
+def test_a_worker_taken_for_lost_cannot_record_its_late_result(
+    user, catalog, dispatched, monkeypatch, django_capture_on_commit_callbacks
+):
+    run = submit(user, chain(user), django_capture_on_commit_callbacks)
+    first = step(run, "first").pk
+    claim_and_lose_the_worker(monkeypatch, first)
+    first_claim = step(run, "first")
+    silence(first)
+    steps_recover_stalled(stalled_after=STALLED_AFTER, max_attempts=3)
+    claim_and_lose_the_worker(monkeypatch, first)  # the retry is running elsewhere
+    late = ResultManifest(
+        run_id=str(run.pk), step_id="first", block_id="utility.noop", block_version="1.0.0", ok=True
+    )
+    assert step_finish(step=first_claim, result=late) is None
+    assert step(run, "first").state == "running" and step(run, "first").attempts == 2
+    assert states(run)["second"] == "pending"
+
+
+def test_a_step_lost_max_attempts_times_fails_the_run_and_its_downstream_is_skipped(
+    user, catalog, dispatched, monkeypatch, django_capture_on_commit_callbacks
+):
+    run = submit(user, diamond(user), django_capture_on_commit_callbacks)
+    with django_capture_on_commit_callbacks(execute=True):
+        execute_one(step_id=step(run, "a").pk)
+        execute_one(step_id=step(run, "c").pk)
+    b = step(run, "b").pk
+    for _ in range(2):
+        claim_and_lose_the_worker(monkeypatch, b)
+        silence(b)
+        with django_capture_on_commit_callbacks(execute=True):
+            assert steps_recover_stalled(stalled_after=STALLED_AFTER, max_attempts=2) == 1
+    failed = step(run, "b")
+    assert (failed.state, failed.attempts, failed.error["type"]) == ("failed", 2, "WorkerLost")
+    assert failed.error["message"].startswith("worker lost 2 times (the last one, w1@host, sent no heartbeat")
+    assert states(run) == {"a": "succeeded", "b": "failed", "c": "succeeded", "d": "skipped", "e": "queued"}
+    with django_capture_on_commit_callbacks(execute=True):
+        execute_one(step_id=step(run, "e").pk)  # the other branch finishes
+    run.refresh_from_db()
+    assert run.state == "failed" and run.finished_at is not None
+    events = list(RunEvent.objects.filter(run=run, kind="state").order_by("seq"))
+    failure = next(event for event in events if event.payload["state"] == "failed" and event.node_id == "b")
+    assert failure.payload["error"]["type"] == "WorkerLost"
+    assert any(e.node_id == "d" and e.payload == {"state": "skipped", "reason": "b failed"} for e in events)
+    assert events[-1].node_id == "" and events[-1].payload["state"] == "failed"
+
+
+def test_a_lost_step_of_a_cancelled_run_is_cancelled_and_the_run_closes(
+    user, catalog, dispatched, monkeypatch, django_capture_on_commit_callbacks
+):
+    run = submit(user, chain(user), django_capture_on_commit_callbacks)
+    first = step(run, "first").pk
+    claim_and_lose_the_worker(monkeypatch, first)
+    run = run_cancel(run=run)
+    assert run.finished_at is None  # it waits for its running step
+    silence(first)
+    dispatched.clear()
+    assert steps_recover_stalled(stalled_after=STALLED_AFTER, max_attempts=3) == 1
+    assert dispatched == []
+    run.refresh_from_db()
+    assert run.state == "cancelled" and run.finished_at is not None
+    assert set(states(run).values()) == {"cancelled"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_running_step_sends_heartbeats_even_when_its_block_reports_nothing(
+    user, catalog, dispatched, monkeypatch, settings
+):
+    settings.ILIAD_HEARTBEAT_S = 0.1
+    real_run_step = services.run_step
+
+    def busy_without_reporting(manifest, **kwargs):
+        time.sleep(0.6)
+        return real_run_step(manifest, **kwargs)
+
+    monkeypatch.setattr(services, "run_step", busy_without_reporting)
+    run = run_submit(pipeline=chain(user), user=user)
+    assert execute_one(step_id=step(run, "first").pk) is True
+    first = step(run, "first")
+    assert first.state == "succeeded"
+    assert first.heartbeat_at - first.started_at >= timedelta(seconds=0.4)

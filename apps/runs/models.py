@@ -64,6 +64,9 @@ class StepRun(models.Model):
     worker = models.CharField(max_length=200, blank=True)
     queued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text="Last sign of life of the worker running it (state running)."
+    )
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

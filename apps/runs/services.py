@@ -1,21 +1,25 @@
-"""Writes for runs: submit, execute a step, finish a step, cancel, re-dispatch lost steps.
+"""Writes for runs: submit, execute a step, finish a step, cancel, re-dispatch lost steps, recover
+steps whose worker was lost.
 
 Every state change is a conditional UPDATE (``filter(state=...).update(...)``) and acts only if it
 changed a row, so a task delivered twice runs its block once and a step is never lost. Step
 completions of one run are serialised on the run row so that a step with two upstream branches is
-queued exactly once, by whichever branch finishes last.
+queued exactly once, by whichever branch finishes last. A claimed step's ``attempts`` identifies the
+claim: only that claim may finish the step or refresh its heartbeat.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Iterable
-from datetime import timedelta
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import OperationalError, transaction
+from django.db import DatabaseError, OperationalError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -45,6 +49,8 @@ TARGETS = ("celery",)
 ACTIVE_STEP_STATES = (StepState.PENDING, StepState.QUEUED, StepState.RUNNING)
 CANCEL_CHECK_INTERVAL_S = 1.0
 FINISH_ATTEMPTS = 5
+WORKER_LOST = "WorkerLost"
+"""Error type of a step failed because its worker was lost more often than it may be retried."""
 
 
 class RunRejected(Exception):
@@ -57,7 +63,7 @@ def _state_event(state: str, node_id: str = "", **extra: Any) -> NewEvent:
 
 RUN_FIELDS_FOR_STEPS = ("id", "state", "target", "created_at")
 """What step execution needs of its run: never the snapshot, which is read once per process."""
-STEP_FIELDS = ("id", "run_id", "node_id", "block_id", "block_version", "params", "state")
+STEP_FIELDS = ("id", "run_id", "node_id", "block_id", "block_version", "params", "state", "attempts")
 
 _graphs: dict[tuple[int, object], PipelineGraph] = {}
 
@@ -154,7 +160,11 @@ def _claim(step_id: int, worker: str) -> StepRun | None:
     now = timezone.now()
     with transaction.atomic():
         claimed = StepRun.objects.filter(pk=step_id, state=StepState.QUEUED).update(
-            state=StepState.RUNNING, started_at=now, attempts=F("attempts") + 1, worker=worker[:200]
+            state=StepState.RUNNING,
+            started_at=now,
+            heartbeat_at=now,
+            attempts=F("attempts") + 1,
+            worker=worker[:200],
         )
         if not claimed:
             return None
@@ -197,6 +207,8 @@ def step_manifest(step: StepRun, known: KnownArtifacts | None = None) -> StepMan
         uri, kind = artifacts[(edge.source, edge.source_port)]
         inputs[edge.target_port] = InputRef(uri=uri, type=kind)
     output_dir = settings.ILIAD_ARTIFACT_ROOT / "runs" / str(step.run_id) / step.node_id
+    if step.attempts > 1:  # a lost attempt may have left partial outputs behind: never mix them in
+        output_dir /= f"attempt-{step.attempts}"
     return StepManifest(
         run_id=str(step.run_id),
         step_id=step.node_id,
@@ -220,6 +232,45 @@ def _cancel_checker(run_id: int):
         return last_check[1]
 
     return cancel_requested
+
+
+@contextmanager
+def _heartbeat(step: StepRun) -> Iterator[None]:
+    """Refresh the claimed step's ``heartbeat_at`` every ``ILIAD_HEARTBEAT_S`` while the body runs.
+
+    A thread does it, so that a block computing for minutes without reporting progress still shows
+    that its worker is alive; it stops (and closes its database connection) when the body ends.
+    """
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=_send_heartbeats,
+        args=(step.pk, step.attempts, stop),
+        name=f"step-heartbeat-{step.pk}",
+        daemon=True,
+    )
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _send_heartbeats(step_id: int, attempt: int, stop: threading.Event) -> None:
+    try:
+        while not stop.wait(settings.ILIAD_HEARTBEAT_S):
+            try:
+                mine = StepRun.objects.filter(pk=step_id, state=StepState.RUNNING, attempts=attempt).update(
+                    heartbeat_at=timezone.now()
+                )
+            except DatabaseError:  # a missed beat is no harm; many in a row are what a lost worker is
+                logger.warning("could not refresh the heartbeat of step %s", step_id, exc_info=True)
+                connection.close()
+                continue
+            if not mine:  # taken back as lost, or cancelled: nothing of ours left to keep alive
+                return
+    finally:
+        connection.close()
 
 
 def step_execute(*, step_id: int, worker: str = "", local_steps: int | None = None) -> bool:
@@ -253,12 +304,13 @@ def _run_claimed(step: StepRun, known: KnownArtifacts) -> tuple[ResultManifest, 
     sink = StepEventSink(run_id=step.run_id, node_id=step.node_id)
     try:
         manifest = step_manifest(step, known)
-        result = run_step(
-            manifest,
-            emit=sink,
-            cancel_requested=_cancel_checker(step.run_id),
-            data_dir=settings.ILIAD_DATA_DIR,
-        )
+        with _heartbeat(step):
+            result = run_step(
+                manifest,
+                emit=sink,
+                cancel_requested=_cancel_checker(step.run_id),
+                data_dir=settings.ILIAD_DATA_DIR,
+            )
     except Exception as error:  # the portal's side of running failed; the step must still end
         logger.exception("step %s could not be run", step.pk)
         result = ResultManifest(
@@ -295,7 +347,8 @@ def step_finish(
 
     ``pending`` are the block's last progress and log events, written in the same transaction.
     With ``keep_one``, one newly ready step is not dispatched: its id is returned for the caller
-    to run next.
+    to run next. Does nothing (returns None) unless the step is still running under the same claim:
+    a worker whose step was taken back as lost does not record anything.
     """
     run = Run.objects.select_for_update().only(*RUN_FIELDS_FOR_STEPS).get(pk=step.run_id)
     if result.ok:
@@ -305,7 +358,7 @@ def step_finish(
     else:
         state = StepState.FAILED
     now = timezone.now()
-    changed = StepRun.objects.filter(pk=step.pk, state=StepState.RUNNING).update(
+    changed = StepRun.objects.filter(pk=step.pk, state=StepState.RUNNING, attempts=step.attempts).update(
         state=state, finished_at=now, error=result.error
     )
     if not changed:
@@ -327,11 +380,23 @@ def step_finish(
     if result.error:
         extra["error"] = {"type": result.error.get("type"), "message": result.error.get("message")}
     events = [*pending, _state_event(state, step.node_id, **extra)]
+    return _step_ended(run, step.node_id, state, events, now, keep_one=keep_one)
+
+
+def _step_ended(
+    run: Run, ended_node: str, state: str, events: list[NewEvent], now: datetime, *, keep_one: bool = False
+) -> int | None:
+    """After the step of ``ended_node`` went from running to ``state``: queue what that made ready,
+    skip what it made impossible, close the run when done, and write ``events`` followed by those
+    of these changes. Returns the kept step's id (see ``_queue``).
+
+    Callers hold the run's lock.
+    """
     graph = run_graph(run)
     queued: list[NewEvent] = []
     kept = None
     if state == StepState.SUCCEEDED and run.state != RunState.CANCELLED:
-        candidates = graph.downstream(step.node_id)
+        candidates = graph.downstream(ended_node)
         involved = set(candidates).union(*(graph.upstream(node_id) for node_id in candidates))
         rows = StepRun.objects.filter(run=run, node_id__in=involved).values_list("node_id", "state", "id")
         states = {node_id: step_state for node_id, step_state, _ in rows}
@@ -342,14 +407,14 @@ def step_finish(
     elif state == StepState.FAILED:
         skipped = list(
             StepRun.objects.filter(
-                run=run, node_id__in=graph.descendants(step.node_id), state=StepState.PENDING
+                run=run, node_id__in=graph.descendants(ended_node), state=StepState.PENDING
             ).values_list("node_id", flat=True)
         )
         StepRun.objects.filter(run=run, node_id__in=skipped, state=StepState.PENDING).update(
             state=StepState.SKIPPED, finished_at=now
         )
         events += [
-            _state_event(StepState.SKIPPED, node_id, reason=f"{step.node_id} failed") for node_id in skipped
+            _state_event(StepState.SKIPPED, node_id, reason=f"{ended_node} failed") for node_id in skipped
         ]
     if not queued:  # a step was just queued: the run goes on, no need to ask whether it is done
         events += _run_finish_if_done(run, now)
@@ -418,3 +483,78 @@ def steps_requeue_lost(*, older_than: timedelta) -> int:
     for target, step_ids in by_target.items():
         dispatch_steps(step_ids, target=target)
     return len(lost)
+
+
+def steps_recover_stalled(*, stalled_after: timedelta, max_attempts: int) -> int:
+    """Recover the running steps whose worker has sent no heartbeat for ``stalled_after`` (a killed
+    or out-of-memory worker, a lost machine): each is run again or failed by ``step_recover``.
+
+    Needed because a redelivered task finds such a step running and leaves it alone. Returns how
+    many steps were taken back.
+    """
+    cutoff = timezone.now() - stalled_after
+    stalled = list(
+        StepRun.objects.filter(state=StepState.RUNNING, heartbeat_at__lt=cutoff).values_list(
+            "id", "heartbeat_at"
+        )
+    )
+    return sum(
+        step_recover(step_id=step_id, last_heartbeat=last_heartbeat, max_attempts=max_attempts)
+        for step_id, last_heartbeat in stalled
+    )
+
+
+@transaction.atomic
+def step_recover(*, step_id: int, last_heartbeat: datetime, max_attempts: int) -> bool:
+    """Take back a running step whose worker was last heard from at ``last_heartbeat``.
+
+    If it was claimed fewer than ``max_attempts`` times it is queued and dispatched again (its next
+    attempt writes into a fresh output directory); otherwise it fails with a ``WorkerLost`` error,
+    which fails the run and skips its downstream steps like a failing block does. A step of a
+    cancelled run is cancelled. Returns False, changing nothing, when the step is no longer running
+    under that claim or its worker sent a heartbeat since: a live worker always keeps its step.
+    """
+    step = StepRun.objects.only("id", "run_id", "node_id", "attempts", "worker").filter(pk=step_id).first()
+    if step is None:
+        return False
+    run = Run.objects.select_for_update().only(*RUN_FIELDS_FOR_STEPS).get(pk=step.run_id)
+    claim = StepRun.objects.filter(
+        pk=step.pk, state=StepState.RUNNING, attempts=step.attempts, heartbeat_at=last_heartbeat
+    )
+    now = timezone.now()
+    silent_s = int((now - last_heartbeat).total_seconds())
+    worker = step.worker or "(unknown)"
+    lost = f"worker {worker} lost (no heartbeat for {silent_s} s)"
+    if run.state == RunState.CANCELLED:
+        if not claim.update(state=StepState.CANCELLED, finished_at=now):
+            return False
+        cancelled = _state_event(StepState.CANCELLED, step.node_id, reason=lost)
+        _step_ended(run, step.node_id, StepState.CANCELLED, [cancelled], now)
+        return True
+    if step.attempts < max_attempts:
+        if not claim.update(state=StepState.QUEUED, queued_at=now):
+            return False
+        retry = f"{lost}; running the step again, attempt {step.attempts + 1} of {max_attempts}"
+        events_append(
+            run_id=run.pk,
+            events=[
+                (RunEvent.Kind.LOG, step.node_id, {"level": "warning", "message": retry}),
+                _state_event(StepState.QUEUED, step.node_id, reason=lost),
+            ],
+        )
+        target = run.target
+        transaction.on_commit(lambda: dispatch_steps([step.pk], target=target))
+        return True
+    error = {
+        "type": WORKER_LOST,
+        "message": f"worker lost {step.attempts} times (the last one, {worker}, sent no heartbeat for "
+        f"{silent_s} s); not run again. The block may need more memory or time than a worker has.",
+        "traceback": "",
+    }
+    if not claim.update(state=StepState.FAILED, finished_at=now, error=error):
+        return False
+    failed = _state_event(
+        StepState.FAILED, step.node_id, error={"type": error["type"], "message": error["message"]}
+    )
+    _step_ended(run, step.node_id, StepState.FAILED, [failed], now)
+    return True

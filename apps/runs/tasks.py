@@ -6,7 +6,7 @@ from celery import shared_task
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
-from apps.runs.services import step_execute, steps_requeue_lost
+from apps.runs.services import step_execute, steps_recover_stalled, steps_requeue_lost
 
 
 @shared_task(
@@ -25,3 +25,12 @@ def execute_step(self, step_id: int) -> bool:
 def requeue_lost_steps() -> int:
     """Periodic (celery beat): re-dispatch steps whose queue message seems lost."""
     return steps_requeue_lost(older_than=timedelta(seconds=settings.ILIAD_REQUEUE_AFTER_S))
+
+
+@shared_task(name="runs.recover_stalled_steps")
+def recover_stalled_steps() -> int:
+    """Periodic (celery beat): run again, or fail, running steps whose worker stopped sending heartbeats."""
+    return steps_recover_stalled(
+        stalled_after=timedelta(seconds=settings.ILIAD_STALL_AFTER_S),
+        max_attempts=settings.ILIAD_MAX_ATTEMPTS,
+    )

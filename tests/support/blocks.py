@@ -32,21 +32,28 @@ def fail(ctx, inputs, params):
     outputs=(Port("result", "json"),),
     parameters={
         "type": "object",
-        "properties": {"marker": {"type": "string"}, "sleep_s": {"type": "number", "default": 0}},
+        "properties": {
+            "marker": {"type": "string"},
+            "sleep_s": {"type": "number", "default": 0},
+            "first_call_only": {"type": "boolean", "default": False},
+        },
         "required": ["marker"],
         "additionalProperties": False,
     },
 )
 def count_calls(ctx, inputs, params):
-    """Appends one line (its pid) to the file ``marker`` per execution, then sleeps ``sleep_s``."""
+    """Appends one line (its pid) to the file ``marker`` per execution, then sleeps ``sleep_s``
+    (with ``first_call_only``, only when the file was empty: a retry finishes at once)."""
     import time
 
     marker = Path(params["marker"])
+    first_call = not marker.exists() or not marker.read_text()
     with open(marker, "a") as handle:
         handle.write(f"{os.getpid()}\n")
-    deadline = time.monotonic() + params["sleep_s"]
+    sleep_s = params["sleep_s"] if first_call or not params["first_call_only"] else 0
+    deadline = time.monotonic() + sleep_s
     while time.monotonic() < deadline:
-        ctx.progress(1 - (deadline - time.monotonic()) / max(params["sleep_s"], 1e-9))
+        ctx.progress(1 - (deadline - time.monotonic()) / max(sleep_s, 1e-9))
         time.sleep(0.05)
     return {"result": {"calls_file": str(marker)}}
 
