@@ -206,6 +206,62 @@ def test_going_on_locally_stops_after_the_budget(
     assert sorted(dispatched) == sorted([step(run, "c").pk, step(run, "d").pk])
 
 
+def test_the_step_a_worker_goes_on_with_is_claimed_when_the_previous_one_finishes(
+    user, catalog, dispatched, monkeypatch, django_capture_on_commit_callbacks
+):
+    run = submit(user, chain(user), django_capture_on_commit_callbacks)
+    real_run_step = services.run_step
+
+    def die_in_the_second_step(manifest, **kwargs):
+        if manifest.step_id == "second":
+            raise WorkerKilled
+        return real_run_step(manifest, **kwargs)
+
+    monkeypatch.setattr(services, "run_step", die_in_the_second_step)
+    dispatched.clear()
+    with pytest.raises(WorkerKilled):
+        step_execute(step_id=step(run, "first").pk, worker="w1@host")
+    # No queued moment the requeue job could race with: "second" was claimed for w1 by the commit
+    # that finished "first", and is recovered like any step of a lost worker.
+    assert states(run) == {"first": "succeeded", "second": "running", "third": "pending"}
+    second = step(run, "second")
+    assert (second.attempts, second.worker, dispatched) == (1, "w1@host", [])
+    kinds = [(event.node_id, event.payload.get("state")) for event in RunEvent.objects.filter(run=run)
+             .exclude(kind="log").exclude(kind="progress").order_by("seq")]
+    assert kinds[-3:] == [("first", "succeeded"), ("second", "queued"), ("second", "running")]
+    silence(second.pk)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert steps_recover_stalled(stalled_after=STALLED_AFTER, max_attempts=3) == 1
+    assert dispatched == [second.pk]
+
+
+def test_the_step_a_worker_goes_on_with_is_not_run_once_the_run_is_cancelled(
+    user, catalog, dispatched, monkeypatch, django_capture_on_commit_callbacks
+):
+    run = submit(user, chain(user), django_capture_on_commit_callbacks)
+    real_claimed_step = services._claimed_step
+    ran: list[str] = []
+    real_run_step = services.run_step
+
+    def cancel_first(step_id):  # the user cancels between the two steps
+        if step_id == step(run, "second").pk:
+            run_cancel(run=run)
+        return real_claimed_step(step_id)
+
+    def record(manifest, **kwargs):
+        ran.append(manifest.step_id)
+        return real_run_step(manifest, **kwargs)
+
+    monkeypatch.setattr(services, "_claimed_step", cancel_first)
+    monkeypatch.setattr(services, "run_step", record)
+    with django_capture_on_commit_callbacks(execute=True):
+        step_execute(step_id=step(run, "first").pk, worker="w1@host")
+    assert ran == ["first"]
+    assert states(run) == {"first": "succeeded", "second": "cancelled", "third": "cancelled"}
+    run.refresh_from_db()
+    assert run.state == "cancelled" and run.finished_at is not None
+
+
 class WorkerKilled(BaseException):
     """Stands for a SIGKILL: nothing after it runs in the worker that got it."""
 

@@ -80,23 +80,41 @@ def run_graph(run: Run) -> PipelineGraph:
     return graph
 
 
-def _queue(run: Run, steps: dict[str, int], *, keep_one: bool = False) -> tuple[list[NewEvent], int | None]:
-    """Move pending steps (node id → step id) to queued and dispatch them after commit, except one
-    kept for the caller to run when ``keep_one``. Returns their events and the kept step's id.
+def _queue(
+    run: Run, steps: dict[str, int], *, keep_for: str | None = None
+) -> tuple[list[NewEvent], int | None]:
+    """Move pending steps (node id → step id) to queued and dispatch them after commit. With
+    ``keep_for`` (a worker's name), one of them is instead claimed for that worker, in the caller's
+    transaction, for it to run next. Returns the events of these changes and the kept step's id.
+
+    Claiming the kept step here instead of in a transaction of its own saves a commit (a WAL flush
+    on PostgreSQL) per step of a chain. If the worker dies before running it, the step is running
+    without heartbeats and ``steps_recover_stalled`` takes it back.
 
     Callers hold the run's lock and have just read these steps as pending.
     """
     if not steps:
         return [], None
+    now = timezone.now()
     step_ids = list(steps.values())
-    StepRun.objects.filter(id__in=step_ids, state=StepState.PENDING).update(
-        state=StepState.QUEUED, queued_at=timezone.now()
-    )
-    kept = step_ids.pop(0) if keep_one else None
+    kept = step_ids.pop(0) if keep_for is not None else None
+    events: list[NewEvent] = []
     if step_ids:
+        StepRun.objects.filter(id__in=step_ids, state=StepState.PENDING).update(
+            state=StepState.QUEUED, queued_at=now
+        )
         target = run.target
         transaction.on_commit(lambda: dispatch_steps(step_ids, target=target))
-    return [_state_event(StepState.QUEUED, node_id) for node_id in steps], kept
+    if kept is not None:
+        StepRun.objects.filter(id=kept, state=StepState.PENDING).update(
+            state=StepState.RUNNING, queued_at=now, started_at=now, heartbeat_at=now,
+            attempts=F("attempts") + 1, worker=keep_for[:200],
+        )
+    for node_id, step_id in steps.items():
+        events.append(_state_event(StepState.QUEUED, node_id))
+        if step_id == kept:
+            events.append(_state_event(StepState.RUNNING, node_id, worker=keep_for))
+    return events, kept
 
 
 def dispatch_steps(step_ids: list[int], *, target: str) -> None:
@@ -168,11 +186,7 @@ def _claim(step_id: int, worker: str) -> StepRun | None:
         )
         if not claimed:
             return None
-        step = (
-            StepRun.objects.select_related("run")
-            .only(*STEP_FIELDS, *(f"run__{name}" for name in RUN_FIELDS_FOR_STEPS))
-            .get(pk=step_id)
-        )
+        step = _claimed_step(step_id)
         if step.run.state == RunState.QUEUED:
             Run.objects.filter(pk=step.run_id, state=RunState.QUEUED).update(
                 state=RunState.RUNNING, started_at=now
@@ -181,6 +195,15 @@ def _claim(step_id: int, worker: str) -> StepRun | None:
             run_id=step.run_id, events=[_state_event(StepState.RUNNING, step.node_id, worker=worker)]
         )
     return step
+
+
+def _claimed_step(step_id: int) -> StepRun:
+    """A claimed step with what running it needs of its run (see ``RUN_FIELDS_FOR_STEPS``)."""
+    return (
+        StepRun.objects.select_related("run")
+        .only(*STEP_FIELDS, *(f"run__{name}" for name in RUN_FIELDS_FOR_STEPS))
+        .get(pk=step_id)
+    )
 
 
 KnownArtifacts = dict[tuple[str, str], tuple[str, str]]
@@ -278,24 +301,26 @@ def step_execute(*, step_id: int, worker: str = "", local_steps: int | None = No
     one step it made ready, up to ``local_steps`` steps in all (default ``ILIAD_LOCAL_STEPS``).
 
     Going on locally saves a round trip through the broker per step of a chain; every other newly
-    ready step is dispatched as usual. A kept step is committed as queued before it is claimed
-    here, so if this process dies in between, the requeue job sends it again.
+    ready step is dispatched as usual. The kept step is claimed for this worker in the transaction
+    that finished the previous one (see ``_queue``); if the run was cancelled meanwhile, it ends
+    as cancelled without running.
 
     Returns False (and does nothing) when the step was not queued: a duplicate delivery, a retry of
     a step that already ran, or a step of a cancelled run.
     """
     budget = settings.ILIAD_LOCAL_STEPS if local_steps is None else local_steps
-    next_id: int | None = step_id
     known: KnownArtifacts = {}
     ran = False
-    while next_id is not None and budget > 0:
-        step = _claim(next_id, worker)
-        if step is None:
-            return ran
+    step = _claim(step_id, worker)
+    while step is not None:
         ran, budget = True, budget - 1
-        result, pending = _run_claimed(step, known)
-        next_id = _finish_with_retries(step, result, pending, keep_one=budget > 0)
+        if step.run.state == RunState.CANCELLED:
+            result, pending = _cancelled_result(step), []
+        else:
+            result, pending = _run_claimed(step, known)
+        next_id = _finish_with_retries(step, result, pending, keep_for=worker if budget > 0 else None)
         known = {(step.node_id, record.port): (record.uri, record.type) for record in result.artifacts}
+        step = _claimed_step(next_id) if next_id is not None else None
     return ran
 
 
@@ -324,12 +349,24 @@ def _run_claimed(step: StepRun, known: KnownArtifacts) -> tuple[ResultManifest, 
     return result, sink.drain()
 
 
+def _cancelled_result(step: StepRun) -> ResultManifest:
+    return ResultManifest(
+        run_id=str(step.run_id),
+        step_id=step.node_id,
+        block_id=step.block_id,
+        block_version=step.block_version,
+        ok=False,
+        error={"type": "cancelled", "message": "the run was cancelled before this step started",
+               "traceback": ""},
+    )
+
+
 def _finish_with_retries(
-    step: StepRun, result: ResultManifest, pending: list[NewEvent], *, keep_one: bool
+    step: StepRun, result: ResultManifest, pending: list[NewEvent], *, keep_for: str | None
 ) -> int | None:
     for attempt in range(1, FINISH_ATTEMPTS + 1):
         try:
-            return step_finish(step=step, result=result, pending=pending, keep_one=keep_one)
+            return step_finish(step=step, result=result, pending=pending, keep_for=keep_for)
         except OperationalError:
             # The block's outputs are on disk: retry recording them instead of running it again.
             if attempt == FINISH_ATTEMPTS:
@@ -341,14 +378,15 @@ def _finish_with_retries(
 
 @transaction.atomic
 def step_finish(
-    *, step: StepRun, result: ResultManifest, pending: Iterable[NewEvent] = (), keep_one: bool = False
+    *, step: StepRun, result: ResultManifest, pending: Iterable[NewEvent] = (), keep_for: str | None = None
 ) -> int | None:
     """Record a claimed step's outcome, queue what became ready, skip what can no longer run.
 
     ``pending`` are the block's last progress and log events, written in the same transaction.
-    With ``keep_one``, one newly ready step is not dispatched: its id is returned for the caller
-    to run next. Does nothing (returns None) unless the step is still running under the same claim:
-    a worker whose step was taken back as lost does not record anything.
+    With ``keep_for`` (the finishing worker's name), one newly ready step is not dispatched but
+    claimed for that worker: its id is returned for the caller to run next. Does nothing (returns
+    None) unless the step is still running under the same claim: a worker whose step was taken
+    back as lost does not record anything.
     """
     run = Run.objects.select_for_update().only(*RUN_FIELDS_FOR_STEPS).get(pk=step.run_id)
     if result.ok:
@@ -380,11 +418,12 @@ def step_finish(
     if result.error:
         extra["error"] = {"type": result.error.get("type"), "message": result.error.get("message")}
     events = [*pending, _state_event(state, step.node_id, **extra)]
-    return _step_ended(run, step.node_id, state, events, now, keep_one=keep_one)
+    return _step_ended(run, step.node_id, state, events, now, keep_for=keep_for)
 
 
 def _step_ended(
-    run: Run, ended_node: str, state: str, events: list[NewEvent], now: datetime, *, keep_one: bool = False
+    run: Run, ended_node: str, state: str, events: list[NewEvent], now: datetime, *,
+    keep_for: str | None = None,
 ) -> int | None:
     """After the step of ``ended_node`` went from running to ``state``: queue what that made ready,
     skip what it made impossible, close the run when done, and write ``events`` followed by those
@@ -402,7 +441,7 @@ def _step_ended(
         states = {node_id: step_state for node_id, step_state, _ in rows}
         step_ids = {node_id: step_id for node_id, _, step_id in rows}
         ready = {node_id: step_ids[node_id] for node_id in graph.ready(states) if node_id in candidates}
-        queued, kept = _queue(run, ready, keep_one=keep_one)
+        queued, kept = _queue(run, ready, keep_for=keep_for)
         events += queued
     elif state == StepState.FAILED:
         skipped = list(
