@@ -15,6 +15,18 @@
     el.className = "state state-" + state;
   }
 
+  function showError(row, error) {
+    const cell = row.querySelector(".state").parentElement;
+    let box = cell.querySelector(".error");
+    if (!error) return;
+    if (!box) {
+      box = document.createElement("div");
+      box.className = "error";
+      cell.append(box);
+    }
+    box.textContent = error.type + ": " + error.message;
+  }
+
   function apply(event) {
     if (event.seq <= lastSeq) return;
     lastSeq = event.seq;
@@ -23,13 +35,15 @@
     if (event.kind === "state") {
       if (row) {
         setState(row.querySelector(".state"), event.state);
+        showError(row, event.error);
         if (event.state === "succeeded") row.querySelector("progress").value = 1;
       } else {
         setState(runState, event.state);
         if (finished.has(event.state)) refreshResults();
       }
       const where = event.node ? event.node : "run";
-      const why = event.error ? " — " + event.error.type + ": " + event.error.message : "";
+      let why = event.error ? " — " + event.error.type + ": " + event.error.message : "";
+      if (!why && event.reason) why = " (" + event.reason + ")";
       log.textContent += time + " " + where + " → " + event.state + why + "\n";
     } else if (event.kind === "progress" && row) {
       row.querySelector("progress").value = event.fraction;
@@ -57,7 +71,10 @@
         }
         for (const step of run.steps) {
           const row = document.querySelector('#steps tr[data-node="' + CSS.escape(step.node) + '"]');
-          if (row) setState(row.querySelector(".state"), step.state);
+          if (row) {
+            setState(row.querySelector(".state"), step.state);
+            showError(row, step.error);
+          }
         }
       });
   }
