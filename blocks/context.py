@@ -17,11 +17,17 @@ class StepCancelled(Exception):
     """Raised inside a block when its run was cancelled; the runner records the step as cancelled."""
 
 
+class WalltimeExceeded(Exception):
+    """Raised inside a block that ran longer than the walltime of its spec; the step fails with it."""
+
+
 class StepContext:
     """Handed to every block function as its first argument.
 
     ``scratch_dir`` is private to the step and removed afterwards; ``data_dir`` is the local data
     space that relative paths in parameters refer to (None when the deployment has none).
+    ``cancel_requested`` is asked at each progress report: True stops the block as cancelled; an
+    exception it raises (e.g. :class:`WalltimeExceeded`) stops the block and fails the step with it.
     """
 
     def __init__(
@@ -45,7 +51,7 @@ class StepContext:
         return self._scratch_dir
 
     def progress(self, fraction: float, message: str = "") -> None:
-        """Report how far the block is, ``fraction`` in [0, 1]; raises StepCancelled if cancelled."""
+        """Report how far the block is, ``fraction`` in [0, 1]; raises as ``raise_if_cancelled`` does."""
         fraction = min(max(float(fraction), 0.0), 1.0)
         now = time.monotonic()
         if fraction >= 1.0 or now - self._last_progress_at >= PROGRESS_INTERVAL_S:
@@ -58,6 +64,7 @@ class StepContext:
         self._emit({"kind": "log", "level": level, "message": str(message)})
 
     def raise_if_cancelled(self) -> None:
-        """Long loops call this between iterations so a cancelled run stops promptly."""
+        """Long loops call this between iterations so a cancelled run, or a step out of time, stops
+        promptly: raises StepCancelled, or whatever ``cancel_requested`` raised."""
         if self._cancel_requested():
             raise StepCancelled("the run was cancelled")

@@ -151,6 +151,8 @@ def run_step(
     """Run the block a manifest names and return (and write) its result manifest.
 
     ``data_dir`` is the local data space blocks may read from; default ``$ILIAD_DATA_DIR``.
+    ``cancel_requested`` is asked at each progress report: True ends the step as cancelled (error
+    type ``cancelled``); an exception it raises, e.g. WalltimeExceeded, fails it with that error.
     Never raises for a failing block: the result has ``ok=False`` and ``error`` with ``type``,
     ``message`` and ``traceback``; the traceback is also emitted as an ``error`` log event.
     """

@@ -121,6 +121,9 @@ class BlockSpec:
             raise SpecError(f"{where}: parameters are not a valid JSON Schema: {error.message}") from error
         if self.parameters.get("type") != "object":
             raise SpecError(f"{where}: parameters schema must have type 'object'")
+        for name, value in self.resources.to_dict().items():
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise SpecError(f"{where}: resources.{name} must be a positive whole number, not {value!r}")
 
 
 BlockFunction = Callable[..., Mapping[str, Any]]

@@ -194,6 +194,11 @@ if ILIAD_STALL_AFTER_S < 2 * ILIAD_HEARTBEAT_S:
         f"ILIAD_STALL_AFTER_S={ILIAD_STALL_AFTER_S} must be at least twice ILIAD_HEARTBEAT_S="
         f"{ILIAD_HEARTBEAT_S}, or a live worker's step would be taken away from it"
     )
+# A running step is failed (WalltimeExceeded) once it has run this long past its block's walltime
+# without stopping by itself (blocks stop at their first progress report after it).
+ILIAD_WALLTIME_GRACE_S = envint("ILIAD_WALLTIME_GRACE_S", 60)
+if ILIAD_WALLTIME_GRACE_S < 0:
+    raise ImproperlyConfigured(f"ILIAD_WALLTIME_GRACE_S={ILIAD_WALLTIME_GRACE_S} must not be negative")
 # A worker that finishes a step goes on with one step it made ready, up to this many per task,
 # instead of a broker round trip per step of a chain (1 = always through the broker).
 ILIAD_LOCAL_STEPS = envint("ILIAD_LOCAL_STEPS", 50)

@@ -274,7 +274,9 @@ def test_a_step_whose_worker_is_killed_runs_again_on_another_worker(killable_wor
     killable_worker("fresh", ILIAD_HEARTBEAT_S="1")
 
     deadline = time.monotonic() + 30
-    while not steps_recover_stalled(stalled_after=timedelta(seconds=2), max_attempts=3):
+    while not steps_recover_stalled(
+        stalled_after=timedelta(seconds=2), max_attempts=3, walltime_grace=timedelta(seconds=60)
+    ):
         assert time.monotonic() < deadline, "the lost step was not taken back"
         time.sleep(0.2)
     assert wait_for_run(run["id"], timeout=30, expect="succeeded").state == "succeeded"

@@ -16,6 +16,7 @@ from apps.runs.services import (
     run_cancel,
     run_submit,
     step_execute,
+    step_fail_overdue,
     step_finish,
     step_recover,
     steps_recover_stalled,
@@ -231,7 +232,7 @@ def test_the_step_a_worker_goes_on_with_is_claimed_when_the_previous_one_finishe
     assert kinds[-3:] == [("first", "succeeded"), ("second", "queued"), ("second", "running")]
     silence(second.pk)
     with django_capture_on_commit_callbacks(execute=True):
-        assert steps_recover_stalled(stalled_after=STALLED_AFTER, max_attempts=3) == 1
+        assert recover() == 1
     assert dispatched == [second.pk]
 
 
@@ -287,6 +288,19 @@ def silence(step_id: int, seconds: float = 600):
 
 
 STALLED_AFTER = timedelta(minutes=2)
+WALLTIME_GRACE = timedelta(seconds=60)
+
+
+def recover(max_attempts: int = 3) -> int:
+    """What the periodic reconciler does: take back silent steps, fail overdue ones."""
+    return steps_recover_stalled(
+        stalled_after=STALLED_AFTER, max_attempts=max_attempts, walltime_grace=WALLTIME_GRACE
+    )
+
+
+def start_long_ago(step_id: int, seconds: float) -> None:
+    """Make the step's current attempt have started ``seconds`` ago."""
+    StepRun.objects.filter(pk=step_id).update(started_at=timezone.now() - timedelta(seconds=seconds))
 
 
 def chain(user):
@@ -303,11 +317,11 @@ def test_a_step_whose_worker_was_lost_runs_again_and_the_run_completes(
     run = submit(user, chain(user), django_capture_on_commit_callbacks)
     first = step(run, "first").pk
     claim_and_lose_the_worker(monkeypatch, first)
-    assert steps_recover_stalled(stalled_after=STALLED_AFTER, max_attempts=3) == 0  # not silent long enough
+    assert recover() == 0  # not silent long enough
     silence(first)
     dispatched.clear()
     with django_capture_on_commit_callbacks(execute=True):
-        assert steps_recover_stalled(stalled_after=STALLED_AFTER, max_attempts=3) == 1
+        assert recover() == 1
     assert dispatched == [first]
     assert states(run) == {"first": "queued", "second": "pending", "third": "pending"}
     warning, queued = RunEvent.objects.filter(run=run).order_by("-seq")[:2][::-1]
@@ -339,7 +353,7 @@ def test_a_step_whose_worker_sends_heartbeats_is_not_taken_back(
     StepRun.objects.filter(pk=first).update(heartbeat_at=timezone.now())  # the worker was only slow
     events = RunEvent.objects.filter(run=run).count()
     assert step_recover(step_id=first, last_heartbeat=stale, max_attempts=3) is False
-    assert steps_recover_stalled(stalled_after=STALLED_AFTER, max_attempts=3) == 0
+    assert recover() == 0
     assert step(run, "first").state == "running" and step(run, "first").attempts == 1
     assert RunEvent.objects.filter(run=run).count() == events
 
@@ -352,7 +366,7 @@ def test_a_worker_taken_for_lost_cannot_record_its_late_result(
     claim_and_lose_the_worker(monkeypatch, first)
     first_claim = step(run, "first")
     silence(first)
-    steps_recover_stalled(stalled_after=STALLED_AFTER, max_attempts=3)
+    recover()
     claim_and_lose_the_worker(monkeypatch, first)  # the retry is running elsewhere
     late = ResultManifest(
         run_id=str(run.pk), step_id="first", block_id="utility.noop", block_version="1.0.0", ok=True
@@ -374,7 +388,7 @@ def test_a_step_lost_max_attempts_times_fails_the_run_and_its_downstream_is_skip
         claim_and_lose_the_worker(monkeypatch, b)
         silence(b)
         with django_capture_on_commit_callbacks(execute=True):
-            assert steps_recover_stalled(stalled_after=STALLED_AFTER, max_attempts=2) == 1
+            assert recover(max_attempts=2) == 1
     failed = step(run, "b")
     assert (failed.state, failed.attempts, failed.error["type"]) == ("failed", 2, "WorkerLost")
     assert failed.error["message"].startswith("worker lost 2 times (the last one, w1@host, sent no heartbeat")
@@ -400,7 +414,7 @@ def test_a_lost_step_of_a_cancelled_run_is_cancelled_and_the_run_closes(
     assert run.finished_at is None  # it waits for its running step
     silence(first)
     dispatched.clear()
-    assert steps_recover_stalled(stalled_after=STALLED_AFTER, max_attempts=3) == 1
+    assert recover() == 1
     assert dispatched == []
     run.refresh_from_db()
     assert run.state == "cancelled" and run.finished_at is not None
@@ -424,3 +438,125 @@ def test_a_running_step_sends_heartbeats_even_when_its_block_reports_nothing(
     first = step(run, "first")
     assert first.state == "succeeded"
     assert first.heartbeat_at - first.started_at >= timedelta(seconds=0.4)
+
+
+NOOP_OVERDUE_S = 3600 + 61
+"""Started this long ago, a ``utility.noop`` step (walltime 3600 s) is past its walltime and grace."""
+
+
+def test_a_block_reporting_progress_past_its_walltime_is_stopped_and_fails_the_run(
+    user, catalog, dispatched, django_capture_on_commit_callbacks
+):
+    doc = document(
+        [node("slow", "testing.overrun"), node("next", "utility.noop")],
+        [edge("slow", "result", "next", "trigger")],
+    )
+    pipeline = pipeline_create(owner=user, name="overrun", document=doc)
+    run = submit(user, pipeline, django_capture_on_commit_callbacks)
+    slow = step(run, "slow")
+    assert (slow.walltime_s, step(run, "next").walltime_s) == (1, 3600)  # frozen from the block specs
+    started = time.monotonic()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert execute_one(step_id=slow.pk) is True
+    assert time.monotonic() - started < 3  # it would report progress for 10 s
+    slow.refresh_from_db()
+    assert (slow.state, slow.attempts, slow.error["type"]) == ("failed", 1, "WalltimeExceeded")
+    assert slow.error["message"] == (
+        "step ran longer than the 1 s walltime of testing.overrun@1.0.0; it was stopped. "
+        "Give it less work, e.g. a smaller area or a shorter period."
+    )
+    assert states(run) == {"slow": "failed", "next": "skipped"}
+    run.refresh_from_db()
+    assert run.state == "failed" and run.finished_at is not None
+    assert dispatched == [slow.pk]  # its first dispatch only: it is not run again
+    failure = RunEvent.objects.get(run=run, node_id="slow", kind="state", payload__state="failed")
+    assert failure.payload["error"] == {"type": "WalltimeExceeded", "message": slow.error["message"]}
+    assert RunEvent.objects.filter(
+        run=run, node_id="slow", kind="log", payload__message__startswith="WalltimeExceeded: step ran longer"
+    ).exists()
+
+
+def test_a_hung_step_is_failed_past_its_walltime_and_its_late_result_is_discarded(
+    user, catalog, dispatched, monkeypatch, django_capture_on_commit_callbacks
+):
+    run = submit(user, chain(user), django_capture_on_commit_callbacks)
+    first = step(run, "first").pk
+    real_run_step = services.run_step
+    seen: dict[str, object] = {}
+
+    def hang_while_the_reconciler_runs(manifest, **kwargs):
+        # The block hangs without reporting progress while its heartbeat thread keeps the step fresh;
+        # the periodic reconciler runs meanwhile, an hour and a minute after the step started.
+        start_long_ago(first, NOOP_OVERDUE_S)
+        seen["failed"] = recover()
+        seen["events"] = RunEvent.objects.filter(run=run).count()
+        return real_run_step(manifest, **kwargs)  # then the block returns after all
+
+    monkeypatch.setattr(services, "run_step", hang_while_the_reconciler_runs)
+    dispatched.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert step_execute(step_id=first, worker="w1@host") is True
+    assert seen["failed"] == 1
+    failed = step(run, "first")
+    assert (failed.state, failed.attempts, failed.error["type"]) == ("failed", 1, "WalltimeExceeded")
+    overran = (
+        "step ran longer than the 3600 s walltime of utility.noop@1.0.0 and had not stopped after 3661 s"
+    )
+    assert failed.error["message"] == (
+        f"{overran}; it was given up. Give it less work, e.g. a smaller area or a shorter period."
+    )
+    assert states(run) == {"first": "failed", "second": "skipped", "third": "skipped"}
+    run.refresh_from_db()
+    assert run.state == "failed" and run.finished_at is not None
+    log = RunEvent.objects.get(run=run, node_id="first", kind="log")
+    assert log.payload == {
+        "level": "error",
+        "message": f"{overran}; the worker w1@host stays busy until the block returns, and what it "
+        "returns then is discarded",
+    }
+    # The late result recorded nothing: no artifact, no event, no step queued, no retry.
+    assert not Artifact.objects.filter(run=run).exists()
+    assert RunEvent.objects.filter(run=run).count() == seen["events"]
+    assert dispatched == []
+    assert recover() == 0
+
+
+def test_a_step_within_its_walltime_and_grace_is_left_alone(
+    user, catalog, dispatched, monkeypatch, django_capture_on_commit_callbacks
+):
+    run = submit(user, chain(user), django_capture_on_commit_callbacks)
+    first = step(run, "first").pk
+    claim_and_lose_the_worker(monkeypatch, first)  # stands for a worker busy in the block
+    start_long_ago(first, 3600 + 50)  # past its walltime, within the grace
+    events = RunEvent.objects.filter(run=run).count()
+    assert recover() == 0
+    assert step_fail_overdue(step_id=first, attempts=1, grace=WALLTIME_GRACE) is False
+    assert step(run, "first").state == "running"
+    assert RunEvent.objects.filter(run=run).count() == events
+
+
+def test_a_silent_step_past_its_walltime_is_taken_back_as_lost_not_failed(
+    user, catalog, dispatched, monkeypatch, django_capture_on_commit_callbacks
+):
+    run = submit(user, chain(user), django_capture_on_commit_callbacks)
+    first = step(run, "first").pk
+    claim_and_lose_the_worker(monkeypatch, first)
+    start_long_ago(first, NOOP_OVERDUE_S)
+    silence(first)  # its worker died: whether it would have overrun is unknown
+    with django_capture_on_commit_callbacks(execute=True):
+        assert recover() == 1
+    assert step(run, "first").state == "queued" and step(run, "first").error is None
+
+
+def test_an_overdue_step_of_a_cancelled_run_is_cancelled_and_the_run_closes(
+    user, catalog, dispatched, monkeypatch, django_capture_on_commit_callbacks
+):
+    run = submit(user, chain(user), django_capture_on_commit_callbacks)
+    first = step(run, "first").pk
+    claim_and_lose_the_worker(monkeypatch, first)  # its block ignores the cancel: it never reports
+    run = run_cancel(run=run)
+    start_long_ago(first, NOOP_OVERDUE_S)
+    assert recover() == 1
+    run.refresh_from_db()
+    assert run.state == "cancelled" and run.finished_at is not None
+    assert set(states(run).values()) == {"cancelled"}

@@ -60,6 +60,9 @@ class StepRun(models.Model):
     params = models.JSONField(default=dict)
     state = models.CharField(max_length=16, choices=StepState.choices, default=StepState.PENDING)
     attempts = models.PositiveIntegerField(default=0, help_text="How many times a worker claimed it.")
+    walltime_s = models.PositiveIntegerField(
+        help_text="Seconds one attempt may run: its block's walltime, frozen at submit."
+    )
     error = models.JSONField(null=True, blank=True, help_text="{'type', 'message', 'traceback'}")
     worker = models.CharField(max_length=200, blank=True)
     queued_at = models.DateTimeField(null=True, blank=True)

@@ -1,5 +1,5 @@
 """Writes for runs: submit, execute a step, finish a step, cancel, re-dispatch lost steps, recover
-steps whose worker was lost.
+steps whose worker was lost, fail steps that overran their walltime.
 
 Every state change is a conditional UPDATE (``filter(state=...).update(...)``) and acts only if it
 changed a row, so a task delivered twice runs its block once and a step is never lost. Step
@@ -37,6 +37,7 @@ from apps.runs.models import (
     StepRun,
     StepState,
 )
+from blocks.context import WalltimeExceeded
 from blocks.manifest import InputRef, ResultManifest, StepManifest, uri_from_path
 from blocks.runner import run_step
 from engine import PipelineGraph, parse_document
@@ -51,6 +52,10 @@ CANCEL_CHECK_INTERVAL_S = 1.0
 FINISH_ATTEMPTS = 5
 WORKER_LOST = "WorkerLost"
 """Error type of a step failed because its worker was lost more often than it may be retried."""
+WALLTIME_EXCEEDED = WalltimeExceeded.__name__
+"""Error type of a step that ran longer than its block's walltime (never run again: it would only
+overrun again)."""
+WALLTIME_ADVICE = "Give it less work, e.g. a smaller area or a shorter period."
 
 
 class RunRejected(Exception):
@@ -63,7 +68,9 @@ def _state_event(state: str, node_id: str = "", **extra: Any) -> NewEvent:
 
 RUN_FIELDS_FOR_STEPS = ("id", "state", "target", "created_at")
 """What step execution needs of its run: never the snapshot, which is read once per process."""
-STEP_FIELDS = ("id", "run_id", "node_id", "block_id", "block_version", "params", "state", "attempts")
+STEP_FIELDS = (
+    "id", "run_id", "node_id", "block_id", "block_version", "params", "state", "attempts", "walltime_s"
+)
 
 _graphs: dict[tuple[int, object], PipelineGraph] = {}
 
@@ -147,21 +154,24 @@ def run_submit(*, pipeline: Pipeline, user, version: int | None = None, target: 
     if issues:
         raise PipelineInvalid(issues)
     document = parse_document(pipeline_version.document)
+    blocks = {f"{node.block}@{node.version}": specs[node.block][node.version] for node in document.nodes}
     run = Run.objects.create(
         owner=user,
         pipeline=pipeline,
         pipeline_version=pipeline_version.number,
         pipeline_name=pipeline.name,
         target=target,
-        snapshot={
-            "document": pipeline_version.document,
-            "blocks": {
-                f"{node.block}@{node.version}": specs[node.block][node.version] for node in document.nodes
-            },
-        },
+        snapshot={"document": pipeline_version.document, "blocks": blocks},
     )
     steps = StepRun.objects.bulk_create(
-        StepRun(run=run, node_id=node.id, block_id=node.block, block_version=node.version, params=node.params)
+        StepRun(
+            run=run,
+            node_id=node.id,
+            block_id=node.block,
+            block_version=node.version,
+            params=node.params,
+            walltime_s=blocks[f"{node.block}@{node.version}"]["resources"]["walltime_s"],
+        )
         for node in document.nodes
     )
     step_ids = {step.node_id: step.pk for step in steps}
@@ -243,15 +253,24 @@ def step_manifest(step: StepRun, known: KnownArtifacts | None = None) -> StepMan
     )
 
 
-def _cancel_checker(run_id: int):
+def _cancel_checker(step: StepRun):
+    """The ``cancel_requested`` callback of a claimed step's block: True once its run was cancelled
+    (asked of the database at most every ``CANCEL_CHECK_INTERVAL_S``); raises WalltimeExceeded once
+    the step ran longer than its walltime, counted from now, so that it fails instead."""
     # Starts as "just checked": the claim has seen the run alive a moment ago.
     last_check = [time.monotonic(), False]
+    deadline = last_check[0] + step.walltime_s
 
     def cancel_requested() -> bool:
         now = time.monotonic()
         if not last_check[1] and now - last_check[0] >= CANCEL_CHECK_INTERVAL_S:
             last_check[0] = now
-            last_check[1] = Run.objects.filter(pk=run_id, state=RunState.CANCELLED).exists()
+            last_check[1] = Run.objects.filter(pk=step.run_id, state=RunState.CANCELLED).exists()
+        if not last_check[1] and now > deadline:
+            raise WalltimeExceeded(
+                f"step ran longer than the {step.walltime_s} s walltime of "
+                f"{step.block_id}@{step.block_version}; it was stopped. {WALLTIME_ADVICE}"
+            )
         return last_check[1]
 
     return cancel_requested
@@ -333,7 +352,7 @@ def _run_claimed(step: StepRun, known: KnownArtifacts) -> tuple[ResultManifest, 
             result = run_step(
                 manifest,
                 emit=sink,
-                cancel_requested=_cancel_checker(step.run_id),
+                cancel_requested=_cancel_checker(step),
                 data_dir=settings.ILIAD_DATA_DIR,
             )
     except Exception as error:  # the portal's side of running failed; the step must still end
@@ -386,7 +405,7 @@ def step_finish(
     With ``keep_for`` (the finishing worker's name), one newly ready step is not dispatched but
     claimed for that worker: its id is returned for the caller to run next. Does nothing (returns
     None) unless the step is still running under the same claim: a worker whose step was taken
-    back as lost does not record anything.
+    back as lost, or failed for overrunning its walltime, does not record anything.
     """
     run = Run.objects.select_for_update().only(*RUN_FIELDS_FOR_STEPS).get(pk=step.run_id)
     if result.ok:
@@ -524,20 +543,34 @@ def steps_requeue_lost(*, older_than: timedelta) -> int:
     return len(lost)
 
 
-def steps_recover_stalled(*, stalled_after: timedelta, max_attempts: int) -> int:
+def steps_recover_stalled(*, stalled_after: timedelta, max_attempts: int, walltime_grace: timedelta) -> int:
     """Recover the running steps whose worker has sent no heartbeat for ``stalled_after`` (a killed
-    or out-of-memory worker, a lost machine): each is run again or failed by ``step_recover``.
+    or out-of-memory worker, a lost machine): each is run again or failed by ``step_recover``. Fail
+    those of live workers that have run longer than their walltime plus ``walltime_grace`` (a hung
+    block, or one that never reports progress, so never learns that it is out of time): see
+    ``step_fail_overdue``.
 
     Needed because a redelivered task finds such a step running and leaves it alone. Returns how
-    many steps were taken back.
+    many steps were taken back or failed.
     """
-    cutoff = timezone.now() - stalled_after
-    stalled = list(
-        StepRun.objects.filter(state=StepState.RUNNING, heartbeat_at__lt=cutoff).values_list(
-            "id", "heartbeat_at"
-        )
+    now = timezone.now()
+    cutoff = now - stalled_after
+    running = StepRun.objects.filter(state=StepState.RUNNING)
+    stalled = list(running.filter(heartbeat_at__lt=cutoff).values_list("id", "heartbeat_at"))
+    # A silent step is a lost worker's, run again by step_recover whatever its age: the walltime is
+    # for steps of live workers. Few steps run at once, so their walltimes are compared here.
+    overdue = [
+        (step_id, attempts)
+        for step_id, attempts, started_at, walltime_s in running.filter(
+            heartbeat_at__gte=cutoff, started_at__lt=now - walltime_grace
+        ).values_list("id", "attempts", "started_at", "walltime_s")
+        if started_at + timedelta(seconds=walltime_s) + walltime_grace < now
+    ]
+    failed = sum(
+        step_fail_overdue(step_id=step_id, attempts=attempts, grace=walltime_grace)
+        for step_id, attempts in overdue
     )
-    return sum(
+    return failed + sum(
         step_recover(step_id=step_id, last_heartbeat=last_heartbeat, max_attempts=max_attempts)
         for step_id, last_heartbeat in stalled
     )
@@ -596,4 +629,56 @@ def step_recover(*, step_id: int, last_heartbeat: datetime, max_attempts: int) -
         StepState.FAILED, step.node_id, error={"type": error["type"], "message": error["message"]}
     )
     _step_ended(run, step.node_id, StepState.FAILED, [failed], now)
+    return True
+
+
+@transaction.atomic
+def step_fail_overdue(*, step_id: int, attempts: int, grace: timedelta) -> bool:
+    """Fail a step still running under claim ``attempts`` more than ``grace`` after its walltime
+    ran out, with a ``WalltimeExceeded`` error, which fails the run and skips its downstream steps
+    like a failing block does; it is not run again, as it would only overrun again. A step of a
+    cancelled run is cancelled. The worker is not stopped: it stays busy until the block returns,
+    and then records nothing. Returns False, changing nothing, when the step is no longer running
+    under that claim or has not overrun by more than ``grace``.
+    """
+    step = (
+        StepRun.objects.only(
+            "id", "run_id", "node_id", "block_id", "block_version", "attempts", "walltime_s",
+            "started_at", "worker",
+        )
+        .filter(pk=step_id, state=StepState.RUNNING, attempts=attempts)
+        .first()
+    )
+    now = timezone.now()
+    if step is None or step.started_at + timedelta(seconds=step.walltime_s) + grace >= now:
+        return False
+    run = Run.objects.select_for_update().only(*RUN_FIELDS_FOR_STEPS).get(pk=step.run_id)
+    claim = StepRun.objects.filter(pk=step.pk, state=StepState.RUNNING, attempts=attempts)
+    ran_s = int((now - step.started_at).total_seconds())
+    overran = (
+        f"step ran longer than the {step.walltime_s} s walltime of {step.block_id}@{step.block_version} "
+        f"and had not stopped after {ran_s} s"
+    )
+    busy = (
+        f"{overran}; the worker {step.worker or '(unknown)'} stays busy until the block returns, "
+        "and what it returns then is discarded"
+    )
+    log = (RunEvent.Kind.LOG, step.node_id, {"level": "error", "message": busy})
+    if run.state == RunState.CANCELLED:
+        if not claim.update(state=StepState.CANCELLED, finished_at=now):
+            return False
+        cancelled = _state_event(StepState.CANCELLED, step.node_id, reason=overran)
+        _step_ended(run, step.node_id, StepState.CANCELLED, [log, cancelled], now)
+        return True
+    error = {
+        "type": WALLTIME_EXCEEDED,
+        "message": f"{overran}; it was given up. {WALLTIME_ADVICE}",
+        "traceback": "",
+    }
+    if not claim.update(state=StepState.FAILED, finished_at=now, error=error):
+        return False
+    failed = _state_event(
+        StepState.FAILED, step.node_id, error={"type": error["type"], "message": error["message"]}
+    )
+    _step_ended(run, step.node_id, StepState.FAILED, [log, failed], now)
     return True

@@ -29,8 +29,10 @@ def requeue_lost_steps() -> int:
 
 @shared_task(name="runs.recover_stalled_steps")
 def recover_stalled_steps() -> int:
-    """Periodic (celery beat): run again, or fail, running steps whose worker stopped sending heartbeats."""
+    """Periodic (celery beat): run again, or fail, running steps whose worker stopped sending
+    heartbeats; fail those that overran their walltime."""
     return steps_recover_stalled(
         stalled_after=timedelta(seconds=settings.ILIAD_STALL_AFTER_S),
         max_attempts=settings.ILIAD_MAX_ATTEMPTS,
+        walltime_grace=timedelta(seconds=settings.ILIAD_WALLTIME_GRACE_S),
     )

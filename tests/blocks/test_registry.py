@@ -125,3 +125,14 @@ def test_a_plugin_block_that_breaks_the_contract_is_reported(
     assert registry.versions("fake.hello") == []
     (error,) = registry.errors
     assert "block 'fake.hello': category 'misc' is not one of" in error
+
+
+@pytest.mark.parametrize("resources", [{"walltime_s": 0}, {"cpus": -1}, {"memory_mb": 1.5}, {"cpus": True}])
+def test_resource_hints_must_be_positive_whole_numbers(resources: dict) -> None:
+    from blocks.spec import Resources, SpecError
+
+    spec = discover().get("utility.noop", "1.0.0").spec
+    broken = BlockSpec(**{**spec.__dict__, "resources": Resources(**resources)})
+    name = next(iter(resources))
+    with pytest.raises(SpecError, match=rf"resources\.{name} must be a positive whole number"):
+        broken.check(known_types())

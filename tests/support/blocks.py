@@ -3,7 +3,7 @@
 import os
 from pathlib import Path
 
-from blocks.spec import Port, block
+from blocks.spec import Port, Resources, block
 
 
 @block(
@@ -69,3 +69,27 @@ def count_calls(ctx, inputs, params):
 def join(ctx, inputs, params):
     """Waits for two upstream branches; returns which types it received."""
     return {"result": {name: type(value).__name__ for name, value in sorted(inputs.items())}}
+
+
+@block(
+    id="testing.overrun",
+    version="1.0.0",
+    title="Overruns its walltime",
+    category="utility",
+    outputs=(Port("result", "json"),),
+    parameters={
+        "type": "object",
+        "properties": {"seconds": {"type": "number", "default": 10}},
+        "additionalProperties": False,
+    },
+    resources=Resources(walltime_s=1),
+)
+def overrun(ctx, inputs, params):
+    """Reports progress every 50 ms for ``seconds`` (longer than its 1 s walltime), then returns."""
+    import time
+
+    deadline = time.monotonic() + params["seconds"]
+    while time.monotonic() < deadline:
+        ctx.progress(0.5, "still busy")
+        time.sleep(0.05)
+    return {"result": {"seconds": params["seconds"]}}
