@@ -1,9 +1,10 @@
 """Request parsers with a size limit: a body larger than ``DATA_UPLOAD_MAX_MEMORY_SIZE`` is refused
-with 413 before it is read (DRF reads the stream directly, bypassing Django's own check)."""
+with 413 before it is read (DRF reads the stream directly, bypassing Django's own check); JSON nested
+too deeply for Python's decoder is a 400."""
 
 from django.conf import settings
 from rest_framework import status
-from rest_framework.exceptions import APIException
+from rest_framework.exceptions import APIException, ParseError
 from rest_framework.parsers import JSONParser
 
 
@@ -22,4 +23,8 @@ class LimitedJSONParser(JSONParser):
             length = 0
         if limit is not None and length > limit:
             raise RequestTooLarge(f"request body too large: {length} bytes, the limit is {limit} bytes")
-        return super().parse(stream, media_type, parser_context)
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            # A thousand "[" exhaust the decoder's recursion: far below the size limit.
+            raise ParseError("JSON parse error - the body is nested too deeply") from None

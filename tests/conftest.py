@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import socket
@@ -184,3 +185,24 @@ def edge(source: str, source_port: str, target: str, target_port: str) -> dict:
 
 def document(nodes: list[dict], edges: list[dict]) -> dict:
     return {"format": "iliad.pipeline", "version": 1, "nodes": nodes, "edges": edges}
+
+
+@functools.cache
+def openapi_schema() -> dict:
+    """The API's OpenAPI schema as GET /api/schema/?format=json serves it. Generating it needs no
+    database, so tests can be parametrized by its operations when they are collected."""
+    from django.test import Client
+
+    response = Client().get("/api/schema/", {"format": "json"})
+    assert response.status_code == 200, response.content[:1000]
+    return response.json()
+
+
+def openapi_operations() -> list[tuple[str, str, dict]]:
+    """``(method, path template, operation object)`` for every operation of the schema."""
+    return [
+        (method, path, operation)
+        for path, item in openapi_schema()["paths"].items()
+        for method, operation in item.items()
+        if method in ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+    ]

@@ -8,7 +8,7 @@ from rest_framework.test import APIClient
 
 from apps.pipelines.models import Pipeline
 from apps.runs.models import Run
-from tests.conftest import document, edge, node
+from tests.conftest import document, edge, node, openapi_operations
 
 DEMO = {"days": 5, "resolution": 1.0}
 
@@ -29,30 +29,33 @@ def pipeline(api, catalog) -> dict:
 
 # --- authentication -------------------------------------------------------------------------------
 
-ENDPOINTS = [
-    ("get", "/api/blocks/"),
-    ("get", "/api/blocks/ocean.subset/"),
-    ("get", "/api/pipelines/"),
-    ("post", "/api/pipelines/"),
-    ("post", "/api/pipelines/validate/"),
-    ("get", "/api/pipelines/1/"),
-    ("put", "/api/pipelines/1/"),
-    ("delete", "/api/pipelines/1/"),
-    ("get", "/api/pipelines/1/versions/"),
-    ("get", "/api/pipelines/1/runs/"),
-    ("post", "/api/pipelines/1/runs/"),
-    ("get", "/api/runs/"),
-    ("get", "/api/runs/1/"),
-    ("post", "/api/runs/1/cancel/"),
-    ("get", "/api/runs/1/events/"),
-    ("get", "/api/runs/1/artifacts/1/download/"),
-]
+
+def _sample_url(path: str, operation: dict) -> str:
+    values = {
+        parameter["name"]: "1" if parameter["schema"].get("type") == "integer" else "x"
+        for parameter in operation.get("parameters", [])
+        if parameter["in"] == "path"
+    }
+    return path.format(**values)
 
 
-@pytest.mark.parametrize(("method", "url"), ENDPOINTS)
-def test_anonymous_requests_are_refused(db, method, url):
-    response = getattr(APIClient(), method)(url, {}, format="json")
-    assert response.status_code in (401, 403)
+@pytest.mark.parametrize(
+    ("method", "path", "operation"),
+    [
+        pytest.param(method, path, operation, id=f"{method.upper()} {path}")
+        for method, path, operation in openapi_operations()
+    ],
+)
+def test_anonymous_requests_are_refused_unless_the_schema_says_the_operation_is_public(
+    db, method, path, operation
+):
+    url = _sample_url(path, operation)
+    response = APIClient().generic(method, url, "{}", content_type="application/json")
+    if {} in operation.get("security", []):  # OpenAPI's "no credentials needed"
+        assert response.status_code == 200
+    else:
+        assert response.status_code in (401, 403)
+        assert response.json()["detail"] == "Authentication credentials were not provided."
 
 
 def test_an_api_token_printed_by_the_command_authenticates_and_a_wrong_one_is_refused(user, capsys):

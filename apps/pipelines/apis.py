@@ -3,7 +3,6 @@
 from django.http import Http404
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -23,6 +22,7 @@ from apps.pipelines.services import (
     pipeline_document_issues,
     pipeline_update,
 )
+from iliad_portal.api_pagination import StrictLimitOffsetPagination
 
 
 def invalid_response(error: PipelineInvalid) -> Response:
@@ -40,9 +40,11 @@ def get_visible_pipeline(request, pipeline_id: int):
 
 
 class PipelineListApi(APIView):
+    pagination_class = StrictLimitOffsetPagination  # also documents limit and offset in the schema
+
     @extend_schema(responses=PipelineSerializer(many=True))
     def get(self, request):
-        paginator = LimitOffsetPagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(pipelines_visible_to(user=request.user), request, view=self)
         return paginator.get_paginated_response(PipelineSerializer(page, many=True).data)
 
@@ -99,6 +101,7 @@ class PipelineDetailApi(APIView):
             return invalid_response(error)
         return Response(PipelineSerializer(pipeline).data)
 
+    @extend_schema(responses={204: None})
     def delete(self, request, pipeline_id: int):
         pipeline_delete(pipeline=get_visible_pipeline(request, pipeline_id))
         return Response(status=status.HTTP_204_NO_CONTENT)

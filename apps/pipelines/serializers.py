@@ -1,6 +1,42 @@
 from rest_framework import serializers
 
 from apps.pipelines.models import Pipeline, PipelineVersion
+from engine.document import escape_pointer_token
+
+MAX_DOCUMENT_DEPTH = 64
+
+
+class DocumentField(serializers.JSONField):
+    """Any JSON value the database can store and the API can send back: nested at most
+    ``MAX_DOCUMENT_DEPTH`` levels (Python's JSON encoder recurses once per level, so a deeper value
+    that parsed could still fail when it is saved or rendered) and without NUL characters, which
+    PostgreSQL's jsonb cannot hold. Errors name the JSON pointer of the offending value."""
+
+    default_error_messages = {
+        "too_deep": f"Nested more than {MAX_DOCUMENT_DEPTH} levels deep (at {{pointer}}).",
+        "null_character": "Null characters are not allowed (at {pointer}).",
+    }
+
+    def to_internal_value(self, data):
+        try:
+            value = super().to_internal_value(data)
+        except RecursionError:  # form input, whose JSON text DRF decodes itself
+            self.fail("too_deep", pointer="the top level")
+        pending = [(value, "", 0)]
+        while pending:
+            item, pointer, depth = pending.pop()
+            if isinstance(item, str) and "\x00" in item:
+                self.fail("null_character", pointer=pointer or "the top level")
+            if not isinstance(item, (dict, list)):
+                continue
+            if depth >= MAX_DOCUMENT_DEPTH:
+                self.fail("too_deep", pointer=pointer)
+            for key, child in item.items() if isinstance(item, dict) else enumerate(item):
+                child_pointer = f"{pointer}/{escape_pointer_token(key)}"
+                if "\x00" in str(key):
+                    self.fail("null_character", pointer=child_pointer)
+                pending.append((child, child_pointer, depth + 1))
+        return value
 
 
 class ValidationIssueSerializer(serializers.Serializer):
@@ -42,12 +78,12 @@ class PipelineSerializer(serializers.ModelSerializer):
 class PipelineWriteSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     description = serializers.CharField(required=False, allow_blank=True, default="")
-    document = serializers.JSONField(help_text="The pipeline document (format iliad.pipeline, version 1).")
+    document = DocumentField(help_text="The pipeline document (format iliad.pipeline, version 1).")
     message = serializers.CharField(required=False, allow_blank=True, default="", max_length=500)
 
 
 class DocumentSerializer(serializers.Serializer):
-    document = serializers.JSONField()
+    document = DocumentField()
 
 
 class ValidationResultSerializer(serializers.Serializer):

@@ -7,7 +7,6 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -19,6 +18,7 @@ from apps.runs.selectors import run_events, run_get, runs_visible_to
 from apps.runs.serializers import RunCreateSerializer, RunDetailSerializer, RunSerializer
 from apps.runs.services import RunRejected, run_cancel, run_submit
 from blocks.manifest import ManifestError, path_from_uri
+from iliad_portal.api_pagination import StrictLimitOffsetPagination
 
 
 def get_visible_run(request, run_id: int) -> Run:
@@ -43,13 +43,18 @@ def _paginated_runs(request, view, queryset):
         if state not in RunState.values:
             raise ValidationError({"state": f"unknown state {state!r}; one of {', '.join(RunState.values)}"})
         queryset = queryset.filter(state=state)
-    paginator = LimitOffsetPagination()
+    paginator = view.pagination_class()
     page = paginator.paginate_queryset(queryset.select_related("owner"), request, view=view)
     return paginator.get_paginated_response(RunSerializer(page, many=True).data)
 
 
+STATE_PARAMETER = OpenApiParameter("state", str, enum=RunState.values, description="Only runs in this state.")
+
+
 class PipelineRunsApi(APIView):
-    @extend_schema(responses=RunSerializer(many=True))
+    pagination_class = StrictLimitOffsetPagination  # also documents limit and offset in the schema
+
+    @extend_schema(responses=RunSerializer(many=True), parameters=[STATE_PARAMETER])
     def get(self, request, pipeline_id: int):
         pipeline = get_visible_pipeline(request, pipeline_id)
         return _paginated_runs(request, self, runs_visible_to(user=request.user).filter(pipeline=pipeline))
@@ -76,10 +81,9 @@ class PipelineRunsApi(APIView):
 
 
 class RunListApi(APIView):
-    @extend_schema(
-        responses=RunSerializer(many=True),
-        parameters=[OpenApiParameter("state", str, description="Only runs in this state.")],
-    )
+    pagination_class = StrictLimitOffsetPagination
+
+    @extend_schema(responses=RunSerializer(many=True), parameters=[STATE_PARAMETER])
     def get(self, request):
         return _paginated_runs(request, self, runs_visible_to(user=request.user))
 
@@ -121,7 +125,10 @@ class RunEventsApi(APIView):
 
 
 class ArtifactDownloadApi(APIView):
-    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
+    @extend_schema(
+        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
+        parameters=[OpenApiParameter("inline", str, enum=["1"], description="1: show it, not download it.")],
+    )
     def get(self, request, run_id: int, artifact_id: int):
         run = get_visible_run(request, run_id)
         artifact = Artifact.objects.select_related("step").filter(run=run, pk=artifact_id).first()
