@@ -334,7 +334,8 @@ def step_execute(*, step_id: int, worker: str = "", local_steps: int | None = No
     while step is not None:
         ran, budget = True, budget - 1
         if step.run.state == RunState.CANCELLED:
-            result, pending = _cancelled_result(step), []
+            result = _failed_result(step, "cancelled", "the run was cancelled before this step started")
+            pending = []
         else:
             result, pending = _run_claimed(step, known)
         next_id = _finish_with_retries(step, result, pending, keep_for=worker if budget > 0 else None)
@@ -357,26 +358,20 @@ def _run_claimed(step: StepRun, known: KnownArtifacts) -> tuple[ResultManifest, 
             )
     except Exception as error:  # the portal's side of running failed; the step must still end
         logger.exception("step %s could not be run", step.pk)
-        result = ResultManifest(
-            run_id=str(step.run_id),
-            step_id=step.node_id,
-            block_id=step.block_id,
-            block_version=step.block_version,
-            ok=False,
-            error={"type": type(error).__name__, "message": str(error), "traceback": ""},
-        )
+        result = _failed_result(step, type(error).__name__, str(error))
     return result, sink.drain()
 
 
-def _cancelled_result(step: StepRun) -> ResultManifest:
+def _failed_result(step: StepRun, error_type: str, message: str) -> ResultManifest:
+    """The result of a step whose block did not run to its end (``error_type`` "cancelled" ends it
+    as cancelled, any other type as failed)."""
     return ResultManifest(
         run_id=str(step.run_id),
         step_id=step.node_id,
         block_id=step.block_id,
         block_version=step.block_version,
         ok=False,
-        error={"type": "cancelled", "message": "the run was cancelled before this step started",
-               "traceback": ""},
+        error={"type": error_type, "message": message, "traceback": ""},
     )
 
 
@@ -597,13 +592,7 @@ def step_recover(*, step_id: int, last_heartbeat: datetime, max_attempts: int) -
     silent_s = int((now - last_heartbeat).total_seconds())
     worker = step.worker or "(unknown)"
     lost = f"worker {worker} lost (no heartbeat for {silent_s} s)"
-    if run.state == RunState.CANCELLED:
-        if not claim.update(state=StepState.CANCELLED, finished_at=now):
-            return False
-        cancelled = _state_event(StepState.CANCELLED, step.node_id, reason=lost)
-        _step_ended(run, step.node_id, StepState.CANCELLED, [cancelled], now)
-        return True
-    if step.attempts < max_attempts:
+    if run.state != RunState.CANCELLED and step.attempts < max_attempts:
         if not claim.update(state=StepState.QUEUED, queued_at=now):
             return False
         retry = f"{lost}; running the step again, attempt {step.attempts + 1} of {max_attempts}"
@@ -617,18 +606,36 @@ def step_recover(*, step_id: int, last_heartbeat: datetime, max_attempts: int) -
         target = run.target
         transaction.on_commit(lambda: dispatch_steps([step.pk], target=target))
         return True
-    error = {
-        "type": WORKER_LOST,
-        "message": f"worker lost {step.attempts} times (the last one, {worker}, sent no heartbeat for "
-        f"{silent_s} s); not run again. The block may need more memory or time than a worker has.",
-        "traceback": "",
-    }
-    if not claim.update(state=StepState.FAILED, finished_at=now, error=error):
-        return False
-    failed = _state_event(
-        StepState.FAILED, step.node_id, error={"type": error["type"], "message": error["message"]}
+    message = (
+        f"worker lost {step.attempts} times (the last one, {worker}, sent no heartbeat for {silent_s} s); "
+        "not run again. The block may need more memory or time than a worker has."
     )
-    _step_ended(run, step.node_id, StepState.FAILED, [failed], now)
+    return _end_taken_back(
+        run, claim, step.node_id, now, reason=lost, error_type=WORKER_LOST, message=message
+    )
+
+
+def _end_taken_back(
+    run: Run, claim, node_id: str, now: datetime, *, reason: str, error_type: str, message: str,
+    before: tuple[NewEvent, ...] = (),
+) -> bool:
+    """End a step taken away from its worker (``claim``: the conditional update that still finds it
+    running under that worker's claim): cancelled, for ``reason``, if its run was cancelled, else
+    failed with ``error_type`` and ``message``, which fails the run and skips its downstream steps
+    like a failing block does. ``before`` are events to write ahead of the step's state event.
+    Returns False, changing nothing, when the claim no longer holds. Callers hold the run's lock.
+    """
+    if run.state == RunState.CANCELLED:
+        state, extra = StepState.CANCELLED, {"reason": reason}
+        changed = claim.update(state=state, finished_at=now)
+    else:
+        state, extra = StepState.FAILED, {"error": {"type": error_type, "message": message}}
+        changed = claim.update(
+            state=state, finished_at=now, error={"type": error_type, "message": message, "traceback": ""}
+        )
+    if not changed:
+        return False
+    _step_ended(run, node_id, state, [*before, _state_event(state, node_id, **extra)], now)
     return True
 
 
@@ -664,21 +671,7 @@ def step_fail_overdue(*, step_id: int, attempts: int, grace: timedelta) -> bool:
         "and what it returns then is discarded"
     )
     log = (RunEvent.Kind.LOG, step.node_id, {"level": "error", "message": busy})
-    if run.state == RunState.CANCELLED:
-        if not claim.update(state=StepState.CANCELLED, finished_at=now):
-            return False
-        cancelled = _state_event(StepState.CANCELLED, step.node_id, reason=overran)
-        _step_ended(run, step.node_id, StepState.CANCELLED, [log, cancelled], now)
-        return True
-    error = {
-        "type": WALLTIME_EXCEEDED,
-        "message": f"{overran}; it was given up. {WALLTIME_ADVICE}",
-        "traceback": "",
-    }
-    if not claim.update(state=StepState.FAILED, finished_at=now, error=error):
-        return False
-    failed = _state_event(
-        StepState.FAILED, step.node_id, error={"type": error["type"], "message": error["message"]}
+    return _end_taken_back(
+        run, claim, step.node_id, now, reason=overran, error_type=WALLTIME_EXCEEDED,
+        message=f"{overran}; it was given up. {WALLTIME_ADVICE}", before=(log,),
     )
-    _step_ended(run, step.node_id, StepState.FAILED, [log, failed], now)
-    return True
