@@ -59,8 +59,10 @@ test: venv browser-deps frontend-deps reference-env ## ruff, the whole suite (SQ
 test-embedded: venv reference-env ## the whole test suite on SQLite + an embedded Redis-protocol server
 	$(VPY) -m pytest
 
+# On a shared database the settings need ILIAD_SECRET_KEY (they refuse to invent one): a fresh one per run.
 test-stack: venv check-services ## the e2e and database-dependent tests on PostgreSQL + Redis (TEST_DATABASE_URL, TEST_REDIS_URL)
 	ILIAD_TEST_STACK=postgres DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
+		ILIAD_SECRET_KEY=test-stack-$$(date +%s%N) \
 		$(VPY) -m pytest -m "e2e or stack"
 
 reference-env: $(MHW_STAMP) ## .venv-mhw: mhw-detect (Hobday/Oliver's marineHeatWaves), the heatwave tests' oracle

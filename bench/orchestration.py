@@ -116,6 +116,10 @@ def prepare_environment(args: argparse.Namespace) -> Stack:
     from iliad_portal.embedded import check_services, start_redis
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "iliad_portal.settings")
+    # One user's runs, one after another: the per-user limits would only refuse big --fanout-steps.
+    # (Fair sharing, ILIAD_FAIR_STEPS_PER_USER, stays as configured: it is part of what is measured.)
+    for name in ("ILIAD_LIMIT_ACTIVE_RUNS", "ILIAD_LIMIT_QUEUED_STEPS", "ILIAD_LIMIT_STORAGE_MB"):
+        os.environ.setdefault(name, "0")
     if args.use_env:
         redis_url = os.environ.get("REDIS_URL") or os.environ.get("CELERY_BROKER_URL") or ""
         if not redis_url.startswith(("redis://", "rediss://", "unix://")):

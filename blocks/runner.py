@@ -10,6 +10,8 @@ As a command (Slurm job, shell)::
 
 The command prints progress and log events as JSON lines on stdout, writes ``_result.json`` into the
 output directory and exits 0 when the block succeeded, 1 when it failed, 2 when the manifest is bad.
+Tracebacks go to the server log (logger ``blocks.runner``; stderr for the command), never into events:
+what users read carries no server paths (see :mod:`blocks.scrub`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 import os
 import shutil
 import sys
@@ -38,8 +41,11 @@ from blocks.manifest import (
     uri_from_path,
 )
 from blocks.registry import Registry, RegistryError, default_registry
+from blocks.scrub import scrub_paths
 from blocks.spec import BlockSpec
 from blocks.types import ANY, PORT_TYPES
+
+logger = logging.getLogger(__name__)
 
 RESULT_FILE = "_result.json"
 """Name of the result manifest in the output directory; port names cannot start with "_", so an output
@@ -140,6 +146,16 @@ def _close(values: Mapping[str, Any]) -> None:
             close()
 
 
+def _scrubbing(emit: Emit, scrub: Callable[[str], str]) -> Emit:
+    """``emit`` with server paths taken out of each event's ``message``."""
+
+    def scrubbed(event: dict[str, Any]) -> None:
+        message = event.get("message")
+        emit({**event, "message": scrub(message)} if isinstance(message, str) else event)
+
+    return scrubbed
+
+
 def run_step(
     manifest: StepManifest,
     *,
@@ -147,18 +163,30 @@ def run_step(
     emit: Emit | None = None,
     cancel_requested: Callable[[], bool] | None = None,
     data_dir: Path | None = None,
+    artifact_root: Path | None = None,
 ) -> ResultManifest:
     """Run the block a manifest names and return (and write) its result manifest.
 
     ``data_dir`` is the local data space blocks may read from; default ``$ILIAD_DATA_DIR``.
-    ``cancel_requested`` is asked at each progress report: True ends the step as cancelled (error
-    type ``cancelled``); an exception it raises, e.g. WalltimeExceeded, fails it with that error.
+    ``artifact_root`` (default ``$ILIAD_ARTIFACT_ROOT``) only serves to name artifact paths in
+    messages. ``cancel_requested`` is asked at each progress report: True ends the step as cancelled
+    (error type ``cancelled``); an exception it raises, e.g. WalltimeExceeded, fails it with that error.
     Never raises for a failing block: the result has ``ok=False`` and ``error`` with ``type``,
-    ``message`` and ``traceback``; the traceback is also emitted as an ``error`` log event.
+    ``message`` and ``traceback``. The message, and the ``message`` of every emitted event, has its
+    server paths replaced (:func:`blocks.scrub.scrub_paths`); the traceback is for administrators
+    only: it is logged, and emitted events carry just ``"<type>: <message>"``.
     """
-    emit = emit or (lambda event: None)
     registry = registry if registry is not None else default_registry()
     output_dir = path_from_uri(manifest.output_dir)
+    if data_dir is None and os.environ.get("ILIAD_DATA_DIR"):
+        data_dir = Path(os.environ["ILIAD_DATA_DIR"])
+    if artifact_root is None and os.environ.get("ILIAD_ARTIFACT_ROOT"):
+        artifact_root = Path(os.environ["ILIAD_ARTIFACT_ROOT"])
+
+    def scrub(text: str) -> str:
+        return scrub_paths(text, data_dir=data_dir, output_dir=output_dir, artifact_root=artifact_root)
+
+    emit = _scrubbing(emit or (lambda event: None), scrub)
     output_dir.mkdir(parents=True, exist_ok=True)
     scratch_dir = output_dir / ".scratch"
     result = ResultManifest(
@@ -174,8 +202,6 @@ def run_step(
         block = registry.get(manifest.block_id, manifest.block_version)
         params = validated_params(block.spec, manifest.params)
         _open_inputs(block.spec, manifest, inputs)
-        if data_dir is None and os.environ.get("ILIAD_DATA_DIR"):
-            data_dir = Path(os.environ["ILIAD_DATA_DIR"])
         context = StepContext(
             scratch_dir=scratch_dir, emit=emit, cancel_requested=cancel_requested, data_dir=data_dir
         )
@@ -186,9 +212,16 @@ def run_step(
         kind = "cancelled" if isinstance(error, StepCancelled) else type(error).__name__
         if isinstance(error, RegistryError):
             kind = "BlockNotFound"
-        trace = traceback.format_exc()
-        result.error = {"type": kind, "message": str(error), "traceback": trace}
-        emit({"kind": "log", "level": "error", "message": f"{kind}: {error}\n{trace}"})
+        if kind == "cancelled":
+            logger.info("step %s of run %s was cancelled", manifest.step_id, manifest.run_id)
+        else:
+            logger.error(
+                "step %s of run %s (%s@%s) failed", manifest.step_id, manifest.run_id,
+                manifest.block_id, manifest.block_version, exc_info=True,
+            )
+        message = scrub(str(error))
+        result.error = {"type": kind, "message": message, "traceback": traceback.format_exc()}
+        emit({"kind": "log", "level": "error", "message": f"{kind}: {message}"})
     finally:
         _close(inputs)
         shutil.rmtree(scratch_dir, ignore_errors=True)
@@ -201,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m blocks.runner", description=__doc__.split("\n")[0])
     parser.add_argument("manifest", type=Path, help="path of the step manifest (JSON)")
     args = parser.parse_args(argv)
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def print_event(event: dict[str, Any]) -> None:
         print(json.dumps({"ts": time.time(), **event}), flush=True)
@@ -208,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         manifest = StepManifest.load(args.manifest)
     except (ManifestError, OSError) as error:
-        print(json.dumps({"kind": "log", "level": "error", "message": str(error)}), flush=True)
+        logger.error("cannot load the step manifest %s: %s", args.manifest, error)
+        print(json.dumps({"kind": "log", "level": "error", "message": scrub_paths(str(error))}), flush=True)
         return 2
     result = run_step(manifest, emit=print_event)
     print_event({"kind": "result", "ok": result.ok, "result": uri_from_path(

@@ -31,6 +31,9 @@ def _save_dataset(value: Any, path: Path) -> None:
 
     if not isinstance(value, xarray.Dataset):
         raise TypeError(f"expected an xarray.Dataset, got {type(value).__name__}")
+    # Writes the values themselves: the netCDF4 writer has no external storage, links or virtual
+    # datasets, so an artifact is self-contained even when its dataset came from a user's file (which
+    # data.open_gridded checked with blocks.formatguard before opening); _open_dataset trusts artifacts.
     value.to_netcdf(path, engine="netcdf4")
 
 
@@ -41,18 +44,87 @@ def _open_dataset(path: Path) -> Any:
     return xarray.open_dataset(path, engine="netcdf4")
 
 
+CSVW_SUFFIX = "-metadata.json"
+"""A table's column metadata is saved next to it as ``<name>.csv-metadata.json`` (W3C CSVW, the file
+name a CSVW processor looks for first)."""
+CF_NAMESPACE = "https://cfconventions.org/Data/cf-conventions/cf-conventions-1.11/cf-conventions.html#"
+CF_COLUMN_KEYS = ("units", "standard_name", "long_name", "units_metadata")
+
+
+def table_metadata_path(path: Path) -> Path:
+    """Where the CSVW metadata of the table saved at ``path`` lives."""
+    return path.with_name(path.name + CSVW_SUFFIX)
+
+
+def _csvw_datatype(column: Any) -> str:
+    import pandas
+
+    if pandas.api.types.is_bool_dtype(column):
+        return "boolean"
+    if pandas.api.types.is_integer_dtype(column):
+        return "integer"
+    if pandas.api.types.is_float_dtype(column):
+        return "double"
+    return "string"
+
+
+def _csvw_name(title: str) -> str:
+    """A CSVW column name (letters, digits, underscore, %-escapes) for a column title."""
+    from urllib.parse import quote
+
+    name = quote(title, safe="")
+    name = "".join(f"%{ord(char):02X}" if char in "-.~" else char for char in name)
+    return f"%5F{name[1:]}" if name.startswith("_") else name or "column"
+
+
 def _save_table(value: Any, path: Path) -> None:
     import pandas
 
     if not isinstance(value, pandas.DataFrame):
         raise TypeError(f"expected a pandas.DataFrame, got {type(value).__name__}")
     value.to_csv(path, index=False)
+    sidecar = table_metadata_path(path)
+    known = value.attrs.get("columns") or {}
+    if not any(str(name) in known for name in value.columns):
+        sidecar.unlink(missing_ok=True)
+        return
+    columns = []
+    for name in value.columns:
+        column = {"name": _csvw_name(str(name)), "titles": str(name), "datatype": _csvw_datatype(value[name])}
+        for key in CF_COLUMN_KEYS:
+            text = (known.get(str(name)) or {}).get(key)
+            if text:
+                column[f"cf:{key}"] = str(text)
+        columns.append(column)
+    document = {
+        "@context": ["http://www.w3.org/ns/csvw", {"cf": CF_NAMESPACE}],
+        "url": path.name,
+        "tableSchema": {"columns": columns},
+    }
+    sidecar.write_text(json.dumps(document, indent=1, ensure_ascii=False), encoding="utf-8")
 
 
 def _open_table(path: Path) -> Any:
+    """The CSV as a DataFrame; CF attributes from its CSVW metadata (if any) in ``attrs["columns"]``."""
     import pandas
 
-    return pandas.read_csv(path)
+    table = pandas.read_csv(path)
+    sidecar = table_metadata_path(path)
+    if sidecar.is_file():
+        try:
+            document = json.loads(sidecar.read_text(encoding="utf-8"))
+            described = document["tableSchema"]["columns"]
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValueError(f"{sidecar.name}: not readable CSVW table metadata ({error})") from None
+        columns = {}
+        for column in described:
+            title = column.get("titles", column.get("name"))
+            title = title[0] if isinstance(title, list) else title
+            attrs = {key: str(column[f"cf:{key}"]) for key in CF_COLUMN_KEYS if column.get(f"cf:{key}")}
+            if title in table.columns and attrs:
+                columns[str(title)] = attrs
+        table.attrs["columns"] = columns
+    return table
 
 
 def _save_figure(value: Any, path: Path) -> None:

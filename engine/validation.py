@@ -41,6 +41,7 @@ from engine.document import (
     is_number,
 )
 from engine.graph import find_cycles
+from engine.quantities import Connection, SourceDescriber, check_quantities
 
 __all__ = ["CODES", "Catalog", "Limits", "ValidationIssue", "ports_compatible", "validate_document"]
 
@@ -65,6 +66,11 @@ CODES = (
     "edge.input_taken",
     "graph.cycle",
     "input.missing",
+    "edge.quantity_mismatch",
+    "edge.units_unconvertible",
+    "edge.units_mismatch",
+    "node.unknown_variable",
+    "edge.calendar_mismatch",
 )
 """Every issue code :func:`validate_document` can produce."""
 
@@ -117,12 +123,17 @@ def validate_document(
     *,
     limits: Limits = Limits(),
     compatible: Callable[[str, str], bool] = ports_compatible,
+    describe_source: SourceDescriber | None = None,
 ) -> list[ValidationIssue]:
     """Every problem found in ``document`` (parsed JSON), in document order; ``[]`` if valid.
 
     ``compatible(output_type, input_type)`` decides whether two port types may be connected.
+    ``describe_source(source)`` returns the CF metadata of what a source parameter names
+    (``{"variables": {name: attrs}, "calendar": ...}``) or None when unknown; with it, units and
+    quantities are checked along the wires (see :mod:`engine.quantities`) from the sources on.
+    Without it they are still checked from what the blocks declare.
     """
-    return _Validator(catalog, limits, compatible).run(document)
+    return _Validator(catalog, limits, compatible, describe_source).run(document)
 
 
 @dataclass(frozen=True)
@@ -141,8 +152,17 @@ class _Node:
 
 
 class _Validator:
-    def __init__(self, catalog: Catalog, limits: Limits, compatible: Callable[[str, str], bool]) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        limits: Limits,
+        compatible: Callable[[str, str], bool],
+        describe_source: SourceDescriber | None = None,
+    ) -> None:
         self.catalog = catalog
+        self.describe_source = describe_source
+        # Well-formed, type-compatible edges between known blocks: the wires quantities travel on.
+        self.connections: list[Connection] = []
         self.limits = limits
         self.compatible = compatible
         self.issues: list[ValidationIssue] = []
@@ -159,6 +179,7 @@ class _Validator:
         self.nodes_listed = False
         self.graph_edges: list[tuple[str, str]] = []
         self.blocks: dict[tuple[str, str], _Block] = {}
+        self.specs: dict[str, tuple[Mapping[str, Any], Any, Any]] = {}
 
     def add(
         self,
@@ -318,6 +339,8 @@ class _Validator:
         self.nodes.append(node)
         if owns_id and node_id is not None:
             self.owner[node_id] = node
+            if block is not None:
+                self.specs[node_id] = (self.catalog[block_id][version], params, raw.get("label"))
 
     def check_node_id(self, index: int, raw: dict[str, Any]) -> str | None:
         pointer = f"/nodes/{index}/id"
@@ -498,7 +521,10 @@ class _Validator:
             return
         if output is not None and input_ is not None:
             output_type, input_type = output.get("type"), input_.get("type")
-            if not self.compatible(output_type, input_type):
+            compatible = self.compatible(output_type, input_type)
+            if compatible and (target, target_port) not in self.input_sources:
+                self.connections.append(Connection(index, source, source_port, target, target_port))
+            if not compatible:
                 self.add(
                     "edge.type_mismatch",
                     pointer,
@@ -545,7 +571,10 @@ class _Validator:
 
     def check_graph(self) -> None:
         ids = [node.id for node in self.nodes if node.owns_id and node.id is not None]
-        for cycle in find_cycles(ids, self.graph_edges):
+        cycles = find_cycles(ids, self.graph_edges)
+        if not cycles:
+            self.check_quantities(ids)
+        for cycle in cycles:
             first = self.owner[cycle[0]]
             self.add(
                 "graph.cycle",
@@ -567,12 +596,47 @@ class _Validator:
                         port=port_name,
                     )
 
+    def check_quantities(self, ids: list[str]) -> None:
+        """Units and physical quantities along the wires; only on an acyclic graph."""
+        specs = self.specs
+        known = [(self.owner[node_id].index, node_id, *specs[node_id]) for node_id in ids if node_id in specs]
+        if not any(
+            "quantity" in port
+            for spec, *_ in specs.values()
+            for port in (*spec.get("inputs", ()), *spec.get("outputs", ()))
+        ):
+            return
+        order = _topological(ids, [(c.source, c.target) for c in self.connections])
+        for finding in check_quantities(known, self.connections, order, self.describe_source):
+            self.add(finding.code, finding.pointer, finding.message, node=finding.node, port=finding.port,
+                     details=finding.details)
+
     def is_fed(self, node_id: str, port: str) -> bool:
         return any(
             (candidate_node, candidate_port) in self.fed_inputs
             for candidate_node in (node_id, None)
             for candidate_port in (port, None)
         )
+
+
+def _topological(ids: list[str], edges: list[tuple[str, str]]) -> list[str]:
+    """``ids`` with every edge's source before its target (the graph has no cycle), stable."""
+    waiting = {node_id: 0 for node_id in ids}
+    after: dict[str, list[str]] = {node_id: [] for node_id in ids}
+    for source, target in edges:
+        if source in waiting and target in waiting:
+            waiting[target] += 1
+            after[source].append(target)
+    ready = [node_id for node_id in ids if waiting[node_id] == 0]
+    order: list[str] = []
+    while ready:
+        node_id = ready.pop(0)
+        order.append(node_id)
+        for target in after[node_id]:
+            waiting[target] -= 1
+            if waiting[target] == 0:
+                ready.append(target)
+    return order
 
 
 def _render_cycle(cycle: list[str]) -> str:

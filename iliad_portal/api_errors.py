@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from apps.accounts.limits import LimitExceeded
 from iliad_portal.api_parsers import RequestTooLarge
 
 logger = logging.getLogger(__name__)
@@ -22,7 +23,10 @@ logger = logging.getLogger(__name__)
 
 def exception_handler(exc, context):
     """DRF's handler, with field errors given a ``detail`` that names each field, JSON even when content
-    negotiation fails, a 413 for oversized bodies, and a logged JSON 500 for anything unexpected."""
+    negotiation fails, a 413 for oversized bodies, the status a per-user limit asks for (429 or 409),
+    and a logged JSON 500 for anything unexpected."""
+    if isinstance(exc, LimitExceeded):
+        return Response({"detail": str(exc)}, status=exc.status)
     if isinstance(exc, RequestDataTooBig):
         exc = RequestTooLarge(
             f"request body too large: the limit is {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes"

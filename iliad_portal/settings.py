@@ -3,17 +3,20 @@
 Embedded default (nothing set): SQLite and artifacts under ``ILIAD_HOME`` (default ``./var``), broker
 and channel layer on the Redis-protocol server that ``python -m iliad_portal.embedded`` starts.
 Production: set ``DATABASE_URL``, ``REDIS_URL`` (and optionally ``CELERY_BROKER_URL`` for RabbitMQ),
-``ILIAD_SECRET_KEY``, ``ILIAD_ALLOWED_HOSTS``.
+``ILIAD_SECRET_KEY`` (required with a shared database), ``ILIAD_ALLOWED_HOSTS``, and ``ILIAD_HTTPS=true``
+behind HTTPS (``manage.py check --deploy`` then passes).
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 import plotly
+from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -44,6 +47,15 @@ def envlist(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
+def envrate(name: str, default: str) -> str:
+    """A rate limit such as ``120/minute`` (per second, minute, hour or day)."""
+    value = os.environ.get(name) or default
+    count, _, period = value.partition("/")
+    if not count.isdigit() or period not in ("second", "minute", "hour", "day", "s", "m", "h", "d"):
+        raise ImproperlyConfigured(f"{name}={value!r} is not a rate: use e.g. 120/minute or 2000/hour")
+    return value
+
+
 ILIAD_HOME = Path(os.environ.get("ILIAD_HOME") or BASE_DIR / "var").resolve()
 ILIAD_HOME.mkdir(parents=True, exist_ok=True)
 
@@ -51,6 +63,16 @@ ILIAD_HOME.mkdir(parents=True, exist_ok=True)
 def _secret_key() -> str:
     if os.environ.get("ILIAD_SECRET_KEY"):
         return os.environ["ILIAD_SECRET_KEY"]
+    database_url = os.environ.get("DATABASE_URL", "")
+    if database_url and not database_url.startswith("sqlite"):
+        # A shared database means several processes, often on several machines: each would invent
+        # its own key, and sessions, CSRF tokens and signed links would break between them.
+        raise ImproperlyConfigured(
+            "ILIAD_SECRET_KEY is not set, but DATABASE_URL names a shared database: every web replica "
+            "would invent its own secret key and sign-ins would not hold across them. Set ILIAD_SECRET_KEY "
+            "to one long random string for all processes, e.g. the output of "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`."
+        )
     key_file = ILIAD_HOME / "secret_key"
     if not key_file.exists():
         key_file.write_text(secrets.token_urlsafe(50))
@@ -74,6 +96,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI assets served locally: the docs work offline
     "channels",
+    "axes",  # sign-in throttling: see "sign-in throttling" below
+    "csp",
     "apps.accounts",
     "apps.catalog",
     "apps.pipelines",
@@ -83,6 +107,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -90,6 +115,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a refused sign-in into the lock-out page
 ]
 
 ROOT_URLCONF = "iliad_portal.urls"
@@ -127,7 +153,10 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "accounts.User"
-AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out sign-in before any other backend
+    "django.contrib.auth.backends.ModelBackend",
+]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -203,11 +232,61 @@ if ILIAD_WALLTIME_GRACE_S < 0:
 # instead of a broker round trip per step of a chain (1 = always through the broker).
 ILIAD_LOCAL_STEPS = envint("ILIAD_LOCAL_STEPS", 50)
 
+# --- per-user limits and fair sharing of the workers ----------------------------------------------
+# What one account may hold at once (0 = no limit). Over a limit, the API answers 429 (409 for
+# storage) naming the limit, and the pages say the same. Storage counts the results of one's runs.
+ILIAD_LIMIT_ACTIVE_RUNS = envint("ILIAD_LIMIT_ACTIVE_RUNS", 10)
+ILIAD_LIMIT_QUEUED_STEPS = envint("ILIAD_LIMIT_QUEUED_STEPS", 200)
+ILIAD_LIMIT_PIPELINES = envint("ILIAD_LIMIT_PIPELINES", 500)
+ILIAD_LIMIT_STORAGE_MB = envint("ILIAD_LIMIT_STORAGE_MB", 10240)
+# Steps of one user at the broker or running at once (0 = no cap). The others stay queued without
+# being dispatched, and go out as that user's steps end, so one user's backlog never stands in
+# front of another user's run. Set it to about the number of worker processes.
+ILIAD_FAIR_STEPS_PER_USER = envint("ILIAD_FAIR_STEPS_PER_USER", 4)
+for _name in (
+    "ILIAD_LIMIT_ACTIVE_RUNS", "ILIAD_LIMIT_QUEUED_STEPS", "ILIAD_LIMIT_PIPELINES", "ILIAD_LIMIT_STORAGE_MB",
+    "ILIAD_FAIR_STEPS_PER_USER",
+):
+    if globals()[_name] < 0:
+        raise ImproperlyConfigured(f"{_name}={globals()[_name]} must not be negative (0 means no limit)")
+del _name
+CELERY_BEAT_SCHEDULE["dispatch-held-steps"] = {"task": "runs.dispatch_held_steps", "schedule": 15.0}
+
+# A WebSocket consumer waits for its next message with a blocking BZPOPMIN of 5 s; redis-py 8's
+# default socket timeout is also 5 s, which turned every quiet moment of a run into a TimeoutError
+# that closed its live listeners. The read timeout must exceed that wait; 30 s still notices a dead
+# connection (a `?socket_timeout=` in REDIS_URL overrides it).
 CHANNEL_LAYERS = {
     "default": (
-        {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
+        {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}]},
+        }
         if REDIS_URL
         else {"BACKEND": "channels.layers.InMemoryChannelLayer"}
+    )
+}
+
+# --- client addresses, cache ----------------------------------------------------------------------
+# Sign-in lock-outs and API limits count per client address. Behind a reverse proxy every request
+# comes from the proxy; with ILIAD_TRUST_X_FORWARDED_FOR=true the address is read from
+# X-Forwarded-For instead, as the outermost of ILIAD_PROXY_COUNT proxies saw it (the entries left of it
+# are whatever the client wrote). Never turn it on without a proxy: clients could pick their address.
+ILIAD_TRUST_X_FORWARDED_FOR = envbool("ILIAD_TRUST_X_FORWARDED_FOR", False)
+ILIAD_PROXY_COUNT = envint("ILIAD_PROXY_COUNT", 1)
+if ILIAD_PROXY_COUNT < 1:
+    raise ImproperlyConfigured(f"ILIAD_PROXY_COUNT={ILIAD_PROXY_COUNT} must be at least 1")
+# API rate limits are counted in the cache: on the Redis server when there is one, so that the limits
+# hold across web processes and replicas; in process memory otherwise.
+CACHES = {
+    "default": (
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "iliad",
+        }
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     )
 }
 
@@ -227,6 +306,19 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.MultiPartParser",
     ],
     "EXCEPTION_HANDLER": "iliad_portal.api_errors.exception_handler",
+    # Requests per signed-in user, per address for anonymous ones; "token_failure" limits failed
+    # `Authorization: Token` attempts per address (apps/accounts/throttling.py). Over a limit: 429
+    # with Retry-After.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "apps.accounts.throttling.UserRateThrottle",
+        "apps.accounts.throttling.AnonRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "user": envrate("ILIAD_API_RATE_USER", "240/minute"),
+        "anon": envrate("ILIAD_API_RATE_ANON", "60/minute"),
+        "token_failure": envrate("ILIAD_API_RATE_TOKEN_FAILURES", "30/hour"),
+    },
+    "NUM_PROXIES": ILIAD_PROXY_COUNT if ILIAD_TRUST_X_FORWARDED_FOR else 0,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Iliad Portal API",
@@ -237,6 +329,73 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Runs and steps both have a "state" with different choices: name each enum after its own.
+    "ENUM_NAME_OVERRIDES": {
+        "RunStateEnum": "apps.runs.models.RunState",
+        "StepStateEnum": "apps.runs.models.StepState",
+    },
+}
+
+# --- sign-in throttling (django-axes) -------------------------------------------------------------
+# After ILIAD_LOGIN_FAILURE_LIMIT failed sign-ins for one account from one address (on /login/ or
+# /admin/login/), that account is locked for that address for ILIAD_LOGIN_COOLOFF_MINUTES; every new
+# attempt meanwhile starts the cool-off again. Failures are kept in the database (all processes see
+# them). Unlock: the admin's "Access attempts" (delete the row), or `manage.py axes_reset_username NAME`
+# / `manage.py axes_reset_ip ADDRESS`.
+AXES_FAILURE_LIMIT = envint("ILIAD_LOGIN_FAILURE_LIMIT", 5)
+ILIAD_LOGIN_COOLOFF_MINUTES = envint("ILIAD_LOGIN_COOLOFF_MINUTES", 15)
+if AXES_FAILURE_LIMIT < 1 or ILIAD_LOGIN_COOLOFF_MINUTES < 1:
+    raise ImproperlyConfigured("ILIAD_LOGIN_FAILURE_LIMIT and ILIAD_LOGIN_COOLOFF_MINUTES must be at least 1")
+AXES_COOLOFF_TIME = timedelta(minutes=ILIAD_LOGIN_COOLOFF_MINUTES)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_LOCKOUT_CALLABLE = "apps.accounts.views.signin_locked_out"
+AXES_CLIENT_IP_CALLABLE = "apps.accounts.throttling.client_address"  # the API limits' address, too
+
+# --- HTTPS, cookies, security headers -------------------------------------------------------------
+# ILIAD_HTTPS=true when browsers reach the portal over HTTPS (TLS usually ends at a reverse proxy):
+# cookies go over HTTPS only, HSTS is sent, plain HTTP is redirected, and the proxy's
+# X-Forwarded-Proto says which scheme the browser used (ILIAD_TRUST_X_FORWARDED_PROTO=false when the
+# portal terminates TLS itself). `manage.py check --deploy` passes with it.
+ILIAD_HTTPS = envbool("ILIAD_HTTPS", False)
+SESSION_COOKIE_SECURE = ILIAD_HTTPS
+CSRF_COOKIE_SECURE = ILIAD_HTTPS
+SECURE_SSL_REDIRECT = ILIAD_HTTPS
+SECURE_HSTS_SECONDS = envint("ILIAD_HSTS_SECONDS", 31_536_000 if ILIAD_HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("ILIAD_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = envbool("ILIAD_HSTS_PRELOAD", False)
+if ILIAD_HTTPS and envbool("ILIAD_TRUST_X_FORWARDED_PROTO", True):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Asking browsers to preload HSTS binds the domain to HTTPS for months; that is the domain owner's
+# decision (ILIAD_HSTS_PRELOAD=true), so its absence is no deployment warning.
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+
+# --- Content-Security-Policy (django-csp) ---------------------------------------------------------
+# Scripts only from the portal's own static files: no inline script (templates keep data in json_script
+# blocks, the API docs use drf-spectacular's split view) and no eval, except on the editor's pages
+# (apps/pipelines/editor.py: its parameter forms compile JSON Schemas). Inline styles are allowed: React
+# Flow, plotly and Swagger UI set them. 'self' covers the same host's ws:/wss: for the run page's
+# WebSocket. Responses that set their own policy (run artifacts: a sandbox) keep it.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:", "blob:"],
+        "font-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "worker-src": [SELF, "blob:"],
+        "frame-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "frame-ancestors": [NONE],
+    }
 }
 
 LOGGING = {

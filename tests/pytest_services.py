@@ -21,6 +21,10 @@ def pytest_load_initial_conftests(early_config, parser, args):
     atexit.register(shutil.rmtree, home, ignore_errors=True)
     os.environ["ILIAD_HOME"] = str(home)
     os.environ["ILIAD_BLOCK_MODULES"] = "tests.support.blocks"
+    # The suite makes thousands of API requests from one address and user; tests of the limits set
+    # their own rates.
+    for rate in ("ILIAD_API_RATE_USER", "ILIAD_API_RATE_ANON", "ILIAD_API_RATE_TOKEN_FAILURES"):
+        os.environ.setdefault(rate, "1000000/minute")
     if not os.environ.get("REDIS_URL"):
         from iliad_portal.embedded import start_redis
 

@@ -78,3 +78,48 @@ def test_anonymous_and_other_users_are_refused(user, other_user, client):
         assert (connected, code) == (False, 4404)
 
     run_async(scenario)
+
+
+SILENCE_S = 60
+
+
+@pytest.mark.stack  # the channel layer's Redis connection: runs again on real Redis
+@pytest.mark.timeout(SILENCE_S + 90)
+def test_a_live_listener_stays_connected_through_a_minute_of_silence(user, client):
+    """Deliberately slow (one 60 s wait): a quiet step must not cost its watchers the live connection.
+
+    Served for real (uvicorn, real WebSocket client) because the failure lived in the channel layer's
+    blocking Redis read: with a socket timeout no longer than its 5 s wait, the read raised
+    TimeoutError after 5 s of silence and closed every WebSocket of the run.
+    """
+    import json
+
+    import websockets
+
+    from tests.conftest import _database_url_for_worker
+    from tests.support.asgi_server import AsgiServer
+
+    run = make_run(user)
+    client.force_login(user)
+    cookie = f"sessionid={client.cookies['sessionid'].value}"
+    server = AsgiServer(_database_url_for_worker()).start()
+
+    async def scenario():
+        async with websockets.connect(
+            f"ws://127.0.0.1:{server.port}/ws/runs/{run.pk}/?after=1",
+            origin=server.url, additional_headers={"Cookie": cookie}, proxy=None,
+        ) as socket:  # fmt: skip
+            replay = [json.loads(await asyncio.wait_for(socket.recv(), 10)) for _ in range(2)]
+            assert [event["seq"] for event in replay] == [2, 3]
+            with pytest.raises(TimeoutError):  # nothing happens for a minute, and the socket stays open
+                await asyncio.wait_for(socket.recv(), SILENCE_S)
+            await sync_to_async(append)(run, 1, start=3)
+            event = json.loads(await asyncio.wait_for(socket.recv(), 10))
+            assert (event["seq"], event["message"]) == (4, "line 3")
+
+    try:
+        run_async(scenario)
+    except websockets.ConnectionClosed as closed:
+        pytest.fail(f"the server closed the live connection: {closed}\n--- server log ---\n{server.log()}")
+    finally:
+        server.stop()

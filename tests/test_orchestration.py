@@ -155,7 +155,7 @@ def test_steps_queued_too_long_are_dispatched_again(
     a = step(run, "a")
     dispatched.clear()
     assert steps_requeue_lost(older_than=timedelta(minutes=5)) == 0
-    StepRun.objects.filter(pk=a.pk).update(queued_at=timezone.now() - timedelta(minutes=10))
+    StepRun.objects.filter(pk=a.pk).update(dispatched_at=timezone.now() - timedelta(minutes=10))
     assert steps_requeue_lost(older_than=timedelta(minutes=5)) == 1
     assert dispatched == [a.pk]
     assert steps_requeue_lost(older_than=timedelta(minutes=5)) == 0  # its clock was reset

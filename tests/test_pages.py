@@ -1,6 +1,7 @@
 """Server-rendered pages: sign-in, catalog, pipeline and run pages, and who may see them."""
 
 import pytest
+from django.http import HttpRequest
 
 from apps.pipelines.services import pipeline_create
 from apps.runs.services import run_submit
@@ -42,7 +43,7 @@ def test_sign_in_with_the_demo_account_credentials(client, db, settings):
     assert response.status_code == 302
     assert b"Welcome, demo" in client.get("/").content
     call_command("ensure_demo_user")  # idempotent: same password still works
-    assert client.login(username="demo", password=password)
+    assert client.login(request=HttpRequest(), username="demo", password=password)  # axes needs a request
 
 
 def test_catalog_page_groups_blocks_and_searches(client, user, catalog):

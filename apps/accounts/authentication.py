@@ -1,17 +1,36 @@
 """DRF authentication with personal API tokens: ``Authorization: Token <key>``."""
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
 from apps.accounts.services import api_token_authenticate
+from apps.accounts.throttling import TokenFailureThrottle
 
 
 class ApiTokenAuthentication(authentication.BaseAuthentication):
+    """Returns ``(user, token)`` for a valid, unrevoked token, None without a ``Token`` header; raises
+    AuthenticationFailed (401) for a bad one, and Throttled (429) once the client's address has made
+    too many failed attempts (``token_failure`` rate)."""
+
     keyword = "Token"
 
     def authenticate(self, request):
         header = authentication.get_authorization_header(request).split()
         if not header or header[0].lower() != self.keyword.lower().encode():
             return None
+        throttle = TokenFailureThrottle()
+        wait = throttle.wait_before_next_attempt(request)
+        if wait is not None:
+            raise exceptions.Throttled(
+                wait, detail="Too many failed token authentications from your address; tokens are refused."
+            )
+        try:
+            return self._authenticate_token(header)
+        except exceptions.AuthenticationFailed:
+            throttle.record_failure(request)
+            raise
+
+    def _authenticate_token(self, header: list[bytes]):
         if len(header) != 2:
             raise exceptions.AuthenticationFailed("Authorization header must be 'Token <key>'.")
         try:
@@ -25,3 +44,18 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request):
         return self.keyword
+
+
+class ApiTokenScheme(OpenApiAuthenticationExtension):
+    """The token scheme in the OpenAPI schema: Swagger UI's "Authorize" then sends it."""
+
+    target_class = ApiTokenAuthentication
+    name = "tokenAuth"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "A personal API token (page \"API tokens\"), sent as `Token <key>`.",
+        }

@@ -1,5 +1,7 @@
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import AuthenticationForm
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
@@ -40,4 +42,19 @@ def tokens(request):
         request,
         "accounts/tokens.html",
         {"tokens": request.user.api_tokens.order_by("-created_at"), "new_key": new_key},
+    )
+
+
+def signin_locked_out(request, original_response=None, credentials=None):
+    """django-axes' lock-out answer (``AXES_LOCKOUT_CALLABLE``) for /login/ and /admin/login/: the sign-in
+    page saying why, with status 429."""
+    return render(
+        request,
+        "accounts/login.html",
+        {
+            "form": AuthenticationForm(request),
+            "next": request.POST.get("next") or request.GET.get("next", ""),
+            "locked_out_minutes": settings.ILIAD_LOGIN_COOLOFF_MINUTES,
+        },
+        status=429,
     )

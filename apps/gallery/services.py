@@ -6,7 +6,8 @@ from apps.pipelines.services import pipeline_create
 
 
 def template_use(*, template: PipelineTemplate, owner, name: str = "") -> Pipeline:
-    """Create a pipeline from a template; raises PipelineInvalid if the catalog no longer fits it."""
+    """Create a pipeline from a template; raises PipelineInvalid if the catalog no longer fits it,
+    LimitExceeded when ``owner`` has as many pipelines as ``ILIAD_LIMIT_PIPELINES`` allows."""
     return pipeline_create(
         owner=owner,
         name=name or template.title,

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from csp.constants import UNSAFE_EVAL
+from csp.decorators import csp_update
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import render
@@ -20,6 +22,10 @@ from apps.catalog.templatetags.portal import markdown
 from apps.pipelines.selectors import pipeline_get, pipeline_version_get
 from apps.runs.services import TARGETS
 from blocks.spec import CATEGORIES
+
+# The parameter forms check values with Ajv (@rjsf/validator-ajv8), which compiles each block's JSON
+# Schema into a function with `new Function`: the editor pages allow eval, no other page does.
+editor_policy = csp_update({"script-src": [UNSAFE_EVAL]})
 
 
 def _editor_catalog() -> dict[str, dict[str, dict[str, Any]]]:
@@ -74,6 +80,7 @@ def _render_editor(request, *, pipeline=None, document=None, template: str = "")
 
 @login_required
 @ensure_csrf_cookie
+@editor_policy
 def pipeline_new(request):
     """An empty editor; ``?template=<slug>`` starts from a template of the gallery."""
     return _render_editor(request, template=request.GET.get("template", "").strip()[:200])
@@ -81,6 +88,7 @@ def pipeline_new(request):
 
 @login_required
 @ensure_csrf_cookie
+@editor_policy
 def pipeline_edit(request, pipeline_id: int):
     """The editor on the latest saved version of one of the user's pipelines (404 for others')."""
     pipeline = pipeline_get(user=request.user, pipeline_id=pipeline_id)

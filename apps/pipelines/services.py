@@ -7,8 +7,10 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
+from apps.accounts.limits import check_pipeline_allowed
 from apps.catalog.selectors import catalog_specs
 from apps.pipelines.models import Pipeline, PipelineVersion
+from apps.pipelines.sources import describe_source
 from engine import Limits, validate_document
 
 
@@ -21,10 +23,15 @@ class PipelineInvalid(Exception):
 
 
 def pipeline_document_issues(*, document: Any, catalog: dict | None = None) -> list[dict[str, Any]]:
-    """Every validation issue of ``document`` against ``catalog`` (default: the runnable catalog)."""
+    """Every validation issue of ``document`` against ``catalog`` (default: the runnable catalog).
+
+    Units and physical quantities are checked along the wires from what the data-space files named
+    by source parameters hold (read lazily, attributes only, cached; URLs are not fetched).
+    """
     limits = Limits(max_bytes=settings.ILIAD_MAX_PIPELINE_BYTES)
     specs = catalog if catalog is not None else catalog_specs()
-    return [issue.to_dict() for issue in validate_document(document, specs, limits=limits)]
+    issues = validate_document(document, specs, limits=limits, describe_source=describe_source)
+    return [issue.to_dict() for issue in issues]
 
 
 def _require_valid(document: Any) -> None:
@@ -35,8 +42,10 @@ def _require_valid(document: Any) -> None:
 
 @transaction.atomic
 def pipeline_create(*, owner, name: str, document: Any, description: str = "") -> Pipeline:
-    """Create a pipeline with version 1; raises PipelineInvalid with every issue of the document."""
+    """Create a pipeline with version 1; raises PipelineInvalid with every issue of the document,
+    LimitExceeded when ``owner`` has as many pipelines as ``ILIAD_LIMIT_PIPELINES`` allows."""
     _require_valid(document)
+    check_pipeline_allowed(user=owner)
     pipeline = Pipeline.objects.create(owner=owner, name=name, description=description, latest_version=1)
     PipelineVersion.objects.create(pipeline=pipeline, number=1, document=document, created_by=owner)
     return pipeline

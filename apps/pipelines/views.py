@@ -6,6 +6,7 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from apps.accounts.limits import LimitExceeded
 from apps.pipelines.selectors import pipeline_get, pipeline_version_get, pipelines_visible_to
 from apps.pipelines.services import PipelineInvalid
 from apps.runs.services import RunRejected, run_submit
@@ -47,7 +48,7 @@ def pipeline_run(request, pipeline_id: int):
         for issue in error.issues:
             messages.error(request, f"{issue['code']} at {issue['pointer']}: {issue['message']}")
         return redirect("pipeline-detail", pipeline_id=pipeline.pk)
-    except RunRejected as error:
+    except (RunRejected, LimitExceeded) as error:
         messages.error(request, str(error))
         return redirect("pipeline-detail", pipeline_id=pipeline.pk)
     return redirect("run-detail", run_id=run.pk)

@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.utils.html import format_html
 
 from apps.runs.models import Artifact, Run, RunEvent, StepRun
 
@@ -9,6 +10,18 @@ class RunAdmin(admin.ModelAdmin):
     list_filter = ("state",)
 
 
-admin.site.register(StepRun)
+@admin.register(StepRun)
+class StepRunAdmin(admin.ModelAdmin):
+    """Shows a failed step's whole traceback, which users never see (the API leaves it out)."""
+
+    list_display = ("id", "run", "node_id", "block_id", "state", "attempts", "worker", "finished_at")
+    list_filter = ("state",)
+    readonly_fields = ("error_traceback",)
+
+    @admin.display(description="Traceback")
+    def error_traceback(self, step: StepRun) -> str:
+        return format_html("<pre>{}</pre>", (step.error or {}).get("traceback") or "-")
+
+
 admin.site.register(Artifact)
 admin.site.register(RunEvent)

@@ -124,10 +124,41 @@ class RunEventsApi(APIView):
         return Response({"run": run.pk, "state": run.state, "last_seq": run.last_event_seq, "events": events})
 
 
+#: Media types an artifact may be shown inline with, always under exactly this type and never sniffed:
+#: what the run page previews. Any other artifact is downloaded.
+INLINE_MEDIA_TYPES = frozenset(
+    {"image/png", "text/csv", "application/json", "application/geo+json", "application/vnd.plotly.v1+json"}
+)
+HTML_MEDIA_TYPE = "text/html"
+#: A user's HTML page (e.g. a bokeh explorer) keeps its scripts but gets an opaque origin, so it never
+#: acts with the portal's session, CSRF token or same-origin API access. No allow-same-origin, ever.
+HTML_SANDBOX_POLICY = "sandbox allow-scripts"
+#: Everything else is inert data: should a browser ever render it, it renders without any privilege.
+DATA_SANDBOX_POLICY = "sandbox"
+
+
+def safe_download_name(name: str, fallback: str) -> str:
+    """``name`` reduced to ASCII letters, digits, ``.``, ``_`` and ``-``, not starting with a dot (or
+    ``fallback`` if nothing is left): safe in a Content-Disposition header and on every file system."""
+    name = "".join(char if char.isascii() and (char.isalnum() or char in "._-") else "_" for char in name)
+    return name.lstrip(".") or fallback
+
+
 class ArtifactDownloadApi(APIView):
     @extend_schema(
         responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
-        parameters=[OpenApiParameter("inline", str, enum=["1"], description="1: show it, not download it.")],
+        parameters=[
+            OpenApiParameter(
+                "inline",
+                str,
+                enum=["1"],
+                description=(
+                    "1: show it in the browser instead of downloading it, when its type can be shown "
+                    "safely: an HTML page (in a script sandbox without the portal's origin), PNG, CSV, "
+                    "JSON, GeoJSON or a plotly figure. Other types are always downloaded."
+                ),
+            )
+        ],
     )
     def get(self, request, run_id: int, artifact_id: int):
         run = get_visible_run(request, run_id)
@@ -140,10 +171,19 @@ class ArtifactDownloadApi(APIView):
             raise Http404("artifact is not stored locally") from None
         if not path.is_relative_to(settings.ILIAD_ARTIFACT_ROOT) or not path.is_file():
             raise Http404("artifact file is missing")
-        inline = request.query_params.get("inline") == "1"
-        return FileResponse(
+        media_type = artifact.media_type.split(";", 1)[0].strip().lower() or "application/octet-stream"
+        is_html = media_type == HTML_MEDIA_TYPE
+        inline = request.query_params.get("inline") == "1" and (is_html or media_type in INLINE_MEDIA_TYPES)
+        response = FileResponse(
             open(path, "rb"),  # noqa: SIM115 - FileResponse closes it
             as_attachment=not inline,
-            filename=artifact.filename,
-            content_type=artifact.media_type,
+            filename=safe_download_name(f"{artifact.step.node_id}-{path.name}", f"artifact-{artifact.pk}"),
+            content_type=media_type,
         )
+        response["X-Content-Type-Options"] = "nosniff"
+        # Set here, so a site-wide CSP middleware (django-csp leaves a response that has one alone)
+        # cannot replace it.
+        response["Content-Security-Policy"] = HTML_SANDBOX_POLICY if is_html else DATA_SANDBOX_POLICY
+        if is_html:
+            response["X-Frame-Options"] = "SAMEORIGIN"  # the run page previews it in a sandboxed iframe
+        return response

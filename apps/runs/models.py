@@ -66,6 +66,12 @@ class StepRun(models.Model):
     error = models.JSONField(null=True, blank=True, help_text="{'type', 'message', 'traceback'}")
     worker = models.CharField(max_length=200, blank=True)
     queued_at = models.DateTimeField(null=True, blank=True)
+    dispatched_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When it was last sent to its compute target; empty while it is queued but held back "
+        "by its user's fair share of the workers (ILIAD_FAIR_STEPS_PER_USER).",
+    )
     started_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(
         null=True, blank=True, help_text="Last sign of life of the worker running it (state running)."
@@ -74,7 +80,10 @@ class StepRun(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["run", "node_id"], name="unique_step_per_run")]
-        indexes = [models.Index(fields=["state", "queued_at"])]
+        indexes = [
+            models.Index(fields=["state", "queued_at"]),
+            models.Index(fields=["state", "dispatched_at"]),
+        ]
         ordering = ["id"]
 
     def __str__(self) -> str:

@@ -16,8 +16,17 @@ class ArtifactSerializer(serializers.ModelSerializer):
         return reverse("api-artifact-download", args=[artifact.run_id, artifact.pk])
 
 
+class StepErrorSerializer(serializers.Serializer):
+    """Why a step failed, as users see it. The traceback the step's error also keeps is for
+    administrators (admin site, server log) and is never part of the API."""
+
+    type = serializers.CharField(help_text="The error's type, e.g. ValueError, WorkerLost, cancelled.")
+    message = serializers.CharField(help_text="What went wrong; paths are relative to the data space.")
+
+
 class StepRunSerializer(serializers.ModelSerializer):
     node = serializers.CharField(source="node_id")
+    error = StepErrorSerializer(read_only=True, allow_null=True)
 
     class Meta:
         model = StepRun
@@ -30,6 +39,7 @@ class StepRunSerializer(serializers.ModelSerializer):
             "attempts",
             "error",
             "queued_at",
+            "dispatched_at",
             "started_at",
             "finished_at",
         ]

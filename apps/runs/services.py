@@ -13,16 +13,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import traceback
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from itertools import zip_longest
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import DatabaseError, OperationalError, connection, transaction
-from django.db.models import F
+from django.db.models import Count, F
 from django.utils import timezone
 
+from apps.accounts.limits import check_run_allowed
 from apps.catalog.selectors import catalog_specs
 from apps.pipelines.models import Pipeline
 from apps.pipelines.selectors import pipeline_version_get
@@ -49,6 +53,8 @@ TARGETS = ("celery",)
 
 ACTIVE_STEP_STATES = (StepState.PENDING, StepState.QUEUED, StepState.RUNNING)
 CANCEL_CHECK_INTERVAL_S = 1.0
+FAIR_CHECK_INTERVAL_S = 0.5
+"""How often a worker going on with a user's steps asks whether other users' steps wait for one."""
 FINISH_ATTEMPTS = 5
 WORKER_LOST = "WorkerLost"
 """Error type of a step failed because its worker was lost more often than it may be retried."""
@@ -66,7 +72,7 @@ def _state_event(state: str, node_id: str = "", **extra: Any) -> NewEvent:
     return (RunEvent.Kind.STATE, node_id, {"state": state, **extra})
 
 
-RUN_FIELDS_FOR_STEPS = ("id", "state", "target", "created_at")
+RUN_FIELDS_FOR_STEPS = ("id", "owner", "state", "target", "created_at")
 """What step execution needs of its run: never the snapshot, which is read once per process."""
 STEP_FIELDS = (
     "id", "run_id", "node_id", "block_id", "block_version", "params", "state", "attempts", "walltime_s"
@@ -106,22 +112,122 @@ def _queue(
     step_ids = list(steps.values())
     kept = step_ids.pop(0) if keep_for is not None else None
     events: list[NewEvent] = []
-    if step_ids:
+    if kept is not None:  # takes the slot of the step that just ended: no fair-share count needed
+        StepRun.objects.filter(id=kept, state=StepState.PENDING).update(
+            state=StepState.RUNNING, queued_at=now, dispatched_at=now, started_at=now, heartbeat_at=now,
+            attempts=F("attempts") + 1, worker=keep_for[:200],
+        )
+    if step_ids and settings.ILIAD_FAIR_STEPS_PER_USER:
+        # Held (not dispatched) until the caller's _release_held finds room under the user's cap.
         StepRun.objects.filter(id__in=step_ids, state=StepState.PENDING).update(
             state=StepState.QUEUED, queued_at=now
         )
+    elif step_ids:
+        StepRun.objects.filter(id__in=step_ids, state=StepState.PENDING).update(
+            state=StepState.QUEUED, queued_at=now, dispatched_at=now
+        )
         target = run.target
         transaction.on_commit(lambda: dispatch_steps(step_ids, target=target))
-    if kept is not None:
-        StepRun.objects.filter(id=kept, state=StepState.PENDING).update(
-            state=StepState.RUNNING, queued_at=now, started_at=now, heartbeat_at=now,
-            attempts=F("attempts") + 1, worker=keep_for[:200],
-        )
     for node_id, step_id in steps.items():
         events.append(_state_event(StepState.QUEUED, node_id))
         if step_id == kept:
             events.append(_state_event(StepState.RUNNING, node_id, worker=keep_for))
     return events, kept
+
+
+def _release_held(owner_id: int) -> int:
+    """Dispatch (after commit) the user's oldest held steps, as many as ``ILIAD_FAIR_STEPS_PER_USER``
+    has room for next to the steps of theirs already dispatched or running. Returns how many.
+
+    Called wherever a user's steps were queued or one of their steps ended without a successor
+    taking over its slot. With no cap, steps are dispatched as they are queued (see ``_queue``).
+    """
+    cap = settings.ILIAD_FAIR_STEPS_PER_USER
+    if not cap:
+        return 0
+    _lock_users([owner_id])
+    room = cap - StepRun.objects.filter(
+        run__owner_id=owner_id, state__in=(StepState.QUEUED, StepState.RUNNING), dispatched_at__isnull=False
+    ).count()
+    if room <= 0:
+        return 0
+    held = list(
+        StepRun.objects.filter(run__owner_id=owner_id, state=StepState.QUEUED, dispatched_at__isnull=True)
+        .order_by("queued_at", "id")
+        .values_list("id", "run__target")[:room]
+    )
+    return _mark_dispatched(held)
+
+
+def _lock_users(user_ids: list[int]) -> None:
+    """Serialise the releases of these users' held steps until the transaction ends (PostgreSQL;
+    SQLite's IMMEDIATE transactions let one writer in at a time anyway). Taken after any run lock."""
+    if connection.features.has_select_for_update:
+        list(
+            get_user_model().objects.select_for_update().filter(pk__in=user_ids).order_by("pk")
+            .values_list("pk", flat=True)
+        )
+
+
+def _mark_dispatched(steps: list[tuple[int, str]]) -> int:
+    """Mark held steps (id, target) dispatched and dispatch them, in this order, after commit. (One
+    that a concurrent release dispatched meanwhile gets a second message, which finds it claimed.)"""
+    if not steps:
+        return 0
+    StepRun.objects.filter(
+        id__in=[step_id for step_id, _ in steps], state=StepState.QUEUED, dispatched_at__isnull=True
+    ).update(dispatched_at=timezone.now())
+
+    def dispatch() -> None:
+        for step_id, target in steps:
+            dispatch_steps([step_id], target=target)
+
+    transaction.on_commit(dispatch)
+    return len(steps)
+
+
+def _others_waiting(owner_id: int) -> bool:
+    """Whether another user's step waits at the broker for a worker. (A user's held steps need not
+    be asked about: they are held because that user's cap is full of steps at the broker or running.)"""
+    return (
+        StepRun.objects.filter(state=StepState.QUEUED, dispatched_at__isnull=False)
+        .exclude(run__owner_id=owner_id)
+        .exists()
+    )
+
+
+def steps_dispatch_held() -> int:
+    """Dispatch held steps, each user's oldest first up to their cap (all of them with no cap), in
+    turns across users (one step of each, then a second of each, …) so that the broker's queue
+    interleaves them. The safety net for room that no release used, e.g. after a cancelled run's
+    queued steps were dispatched. Returns how many steps were dispatched."""
+    cap = settings.ILIAD_FAIR_STEPS_PER_USER
+    with transaction.atomic():
+        by_owner: dict[int, list[tuple[int, str]]] = {}
+        for step_id, owner_id, target in (
+            StepRun.objects.filter(state=StepState.QUEUED, dispatched_at__isnull=True)
+            .order_by("queued_at", "id")
+            .values_list("id", "run__owner_id", "run__target")
+        ):
+            by_owner.setdefault(owner_id, []).append((step_id, target))
+        if cap:
+            _lock_users(list(by_owner))
+            in_flight = dict(
+                StepRun.objects.filter(
+                    run__owner_id__in=list(by_owner),
+                    state__in=(StepState.QUEUED, StepState.RUNNING),
+                    dispatched_at__isnull=False,
+                )
+                .values("run__owner_id")
+                .annotate(steps=Count("id"))
+                .values_list("run__owner_id", "steps")
+            )
+            by_owner = {
+                owner_id: steps[: max(0, cap - in_flight.get(owner_id, 0))]
+                for owner_id, steps in by_owner.items()
+            }
+        in_turns = [step for turn in zip_longest(*by_owner.values()) for step in turn if step is not None]
+        return _mark_dispatched(in_turns)
 
 
 def dispatch_steps(step_ids: list[int], *, target: str) -> None:
@@ -142,7 +248,9 @@ def run_submit(*, pipeline: Pipeline, user, version: int | None = None, target: 
     """Freeze a pipeline version into a run and dispatch its first steps once committed.
 
     Raises RunRejected for an unknown version or target, PipelineInvalid when the document no longer
-    validates against the catalog (e.g. a block version was removed).
+    validates against the catalog (e.g. a block version was removed), LimitExceeded when the user
+    is at one of their limits (see ``apps.accounts.limits``). Of its first steps, those over the
+    user's ``ILIAD_FAIR_STEPS_PER_USER`` stay queued without being dispatched until room frees up.
     """
     if target not in TARGETS:
         raise RunRejected(f"unknown compute target {target!r}; known targets: {', '.join(TARGETS)}")
@@ -155,6 +263,7 @@ def run_submit(*, pipeline: Pipeline, user, version: int | None = None, target: 
         raise PipelineInvalid(issues)
     document = parse_document(pipeline_version.document)
     blocks = {f"{node.block}@{node.version}": specs[node.block][node.version] for node in document.nodes}
+    check_run_allowed(user=user, steps=len(document.nodes))
     run = Run.objects.create(
         owner=user,
         pipeline=pipeline,
@@ -179,6 +288,7 @@ def run_submit(*, pipeline: Pipeline, user, version: int | None = None, target: 
     ready = graph.ready({node_id: StepState.PENDING for node_id in graph.nodes})
     events = [_state_event(RunState.QUEUED, pipeline_version=pipeline_version.number)]
     events += _queue(run, {node_id: step_ids[node_id] for node_id in ready})[0]
+    _release_held(user.pk)
     events_append(run_id=run.pk, events=events)
     return run
 
@@ -187,7 +297,10 @@ def _claim(step_id: int, worker: str) -> StepRun | None:
     """Queued → running, exactly once. None when another delivery got there first (or it was cancelled)."""
     now = timezone.now()
     with transaction.atomic():
-        claimed = StepRun.objects.filter(pk=step_id, state=StepState.QUEUED).update(
+        # A held step is not claimed: a stray message for it must not overrun its user's cap.
+        claimed = StepRun.objects.filter(
+            pk=step_id, state=StepState.QUEUED, dispatched_at__isnull=False
+        ).update(
             state=StepState.RUNNING,
             started_at=now,
             heartbeat_at=now,
@@ -320,9 +433,12 @@ def step_execute(*, step_id: int, worker: str = "", local_steps: int | None = No
     one step it made ready, up to ``local_steps`` steps in all (default ``ILIAD_LOCAL_STEPS``).
 
     Going on locally saves a round trip through the broker per step of a chain; every other newly
-    ready step is dispatched as usual. The kept step is claimed for this worker in the transaction
-    that finished the previous one (see ``_queue``); if the run was cancelled meanwhile, it ends
-    as cancelled without running.
+    ready step is dispatched as usual. When a step made nothing ready, it goes on with one of its
+    run's held steps instead, if any (see ``ILIAD_FAIR_STEPS_PER_USER``). The kept step is claimed
+    for this worker in the transaction that finished the previous one (see ``_queue``); if the
+    run was cancelled meanwhile, it ends as cancelled without running. With fair sharing on, it
+    does not go on while another user's step waits at the broker (asked at most every
+    ``FAIR_CHECK_INTERVAL_S``): the ready step then goes through the broker, behind theirs.
 
     Returns False (and does nothing) when the step was not queued: a duplicate delivery, a retry of
     a step that already ran, or a step of a cancelled run.
@@ -331,6 +447,7 @@ def step_execute(*, step_id: int, worker: str = "", local_steps: int | None = No
     known: KnownArtifacts = {}
     ran = False
     step = _claim(step_id, worker)
+    fair_checked_at = time.monotonic()  # the broker just gave this worker to this user
     while step is not None:
         ran, budget = True, budget - 1
         if step.run.state == RunState.CANCELLED:
@@ -338,7 +455,15 @@ def step_execute(*, step_id: int, worker: str = "", local_steps: int | None = No
             pending = []
         else:
             result, pending = _run_claimed(step, known)
-        next_id = _finish_with_retries(step, result, pending, keep_for=worker if budget > 0 else None)
+        go_on = budget > 0
+        if (
+            go_on
+            and settings.ILIAD_FAIR_STEPS_PER_USER
+            and time.monotonic() - fair_checked_at >= FAIR_CHECK_INTERVAL_S
+        ):
+            fair_checked_at = time.monotonic()
+            go_on = not _others_waiting(step.run.owner_id)
+        next_id = _finish_with_retries(step, result, pending, keep_for=worker if go_on else None)
         known = {(step.node_id, record.port): (record.uri, record.type) for record in result.artifacts}
         step = _claimed_step(next_id) if next_id is not None else None
     return ran
@@ -355,10 +480,15 @@ def _run_claimed(step: StepRun, known: KnownArtifacts) -> tuple[ResultManifest, 
                 emit=sink,
                 cancel_requested=_cancel_checker(step),
                 data_dir=settings.ILIAD_DATA_DIR,
+                artifact_root=settings.ILIAD_ARTIFACT_ROOT,
             )
-    except Exception as error:  # the portal's side of running failed; the step must still end
+    except Exception:  # the portal's side of running failed; the step must still end
+        # Its message tells of the portal's insides (paths, queries), not of the user's pipeline: users
+        # get a pointer to the step, administrators the traceback (log, and the step in the admin).
         logger.exception("step %s could not be run", step.pk)
-        result = _failed_result(step, type(error).__name__, str(error))
+        message = f"internal error; the administrators have the details (step {step.pk})"
+        result = _failed_result(step, "InternalError", message)
+        result.error["traceback"] = traceback.format_exc()
     return result, sink.drain()
 
 
@@ -441,13 +571,16 @@ def _step_ended(
 ) -> int | None:
     """After the step of ``ended_node`` went from running to ``state``: queue what that made ready,
     skip what it made impossible, close the run when done, and write ``events`` followed by those
-    of these changes. Returns the kept step's id (see ``_queue``).
+    of these changes. Unless a kept step takes over the ended step's place under its user's
+    ``ILIAD_FAIR_STEPS_PER_USER``, that place goes to the user's oldest held step. Returns the kept
+    step's id (see ``_queue``).
 
     Callers hold the run's lock.
     """
     graph = run_graph(run)
     queued: list[NewEvent] = []
     kept = None
+    held = False
     if state == StepState.SUCCEEDED and run.state != RunState.CANCELLED:
         candidates = graph.downstream(ended_node)
         involved = set(candidates).union(*(graph.upstream(node_id) for node_id in candidates))
@@ -456,6 +589,7 @@ def _step_ended(
         step_ids = {node_id: step_id for node_id, _, step_id in rows}
         ready = {node_id: step_ids[node_id] for node_id in graph.ready(states) if node_id in candidates}
         queued, kept = _queue(run, ready, keep_for=keep_for)
+        held = len(ready) > (kept is not None)
         events += queued
     elif state == StepState.FAILED:
         skipped = list(
@@ -469,10 +603,35 @@ def _step_ended(
         events += [
             _state_event(StepState.SKIPPED, node_id, reason=f"{ended_node} failed") for node_id in skipped
         ]
-    if not queued:  # a step was just queued: the run goes on, no need to ask whether it is done
+    if kept is None and keep_for is not None and settings.ILIAD_FAIR_STEPS_PER_USER:
+        kept, taken = _keep_held(run, keep_for, now)
+        events += taken
+    if kept is None or held:
+        _release_held(run.owner_id)
+    if not queued and kept is None:  # else the run goes on: no need to ask whether it is done
         events += _run_finish_if_done(run, now)
     events_append(run_id=run.pk, events=events)
     return kept
+
+
+def _keep_held(run: Run, worker: str, now: datetime) -> tuple[int | None, list[NewEvent]]:
+    """Claim the run's oldest held step for ``worker`` to run next, in the place of the step that
+    just ended: a wide run's held steps then need no broker round trip. Returns its id (None if
+    the run has none) and the events of the claim. Callers hold the run's lock."""
+    oldest = (
+        StepRun.objects.filter(run=run, state=StepState.QUEUED, dispatched_at__isnull=True)
+        .order_by("queued_at", "id")
+        .values_list("id", "node_id")
+        .first()
+    )
+    if oldest is None:
+        return None, []
+    step_id, node_id = oldest
+    StepRun.objects.filter(id=step_id, state=StepState.QUEUED, dispatched_at__isnull=True).update(
+        state=StepState.RUNNING, dispatched_at=now, started_at=now, heartbeat_at=now,
+        attempts=F("attempts") + 1, worker=worker[:200],
+    )
+    return step_id, [_state_event(StepState.RUNNING, node_id, worker=worker)]
 
 
 def _run_finish_if_done(run: Run, now) -> list[NewEvent]:
@@ -491,7 +650,9 @@ def _run_finish_if_done(run: Run, now) -> list[NewEvent]:
 
 @transaction.atomic
 def run_cancel(*, run: Run) -> Run:
-    """Cancel a run: waiting steps are cancelled now, running ones stop at their next progress report."""
+    """Cancel a run: waiting steps are cancelled now, running ones stop at their next progress report.
+    The places its dispatched steps held under the user's ``ILIAD_FAIR_STEPS_PER_USER`` go to the
+    user's held steps."""
     run = Run.objects.select_for_update().get(pk=run.pk)
     if run.state in RUN_FINISHED:
         raise RunRejected(f"run {run.pk} has already finished ({run.state})")
@@ -510,12 +671,15 @@ def run_cancel(*, run: Run) -> Run:
     if not StepRun.objects.filter(run=run, state=StepState.RUNNING).exists():
         run.finished_at = now
     run.save(update_fields=["state", "finished_at"])
+    _release_held(run.owner_id)
     events_append(run_id=run.pk, events=events)
     return run
 
 
 def steps_requeue_lost(*, older_than: timedelta) -> int:
-    """Dispatch again the steps queued longer than ``older_than`` (a lost message, a broker outage).
+    """Dispatch again the steps dispatched longer than ``older_than`` ago and still queued (a lost
+    message, a broker outage). Held steps (queued, never dispatched) are left to the fair-share
+    release: they wait for room under their user's cap, not for a lost message.
 
     Safe because claiming is exactly-once: if the first message was merely slow, the second one
     finds the step running and does nothing. Returns how many steps were re-dispatched.
@@ -524,12 +688,12 @@ def steps_requeue_lost(*, older_than: timedelta) -> int:
     by_target: dict[str, list[int]] = {}
     with transaction.atomic():
         lost = list(
-            StepRun.objects.filter(state=StepState.QUEUED, queued_at__lt=cutoff).values_list(
+            StepRun.objects.filter(state=StepState.QUEUED, dispatched_at__lt=cutoff).values_list(
                 "id", "run__target"
             )
         )
         StepRun.objects.filter(id__in=[step_id for step_id, _ in lost], state=StepState.QUEUED).update(
-            queued_at=timezone.now()
+            dispatched_at=timezone.now()
         )
     for step_id, target in lost:
         by_target.setdefault(target, []).append(step_id)
@@ -593,7 +757,7 @@ def step_recover(*, step_id: int, last_heartbeat: datetime, max_attempts: int) -
     worker = step.worker or "(unknown)"
     lost = f"worker {worker} lost (no heartbeat for {silent_s} s)"
     if run.state != RunState.CANCELLED and step.attempts < max_attempts:
-        if not claim.update(state=StepState.QUEUED, queued_at=now):
+        if not claim.update(state=StepState.QUEUED, queued_at=now, dispatched_at=now):
             return False
         retry = f"{lost}; running the step again, attempt {step.attempts + 1} of {max_attempts}"
         events_append(

@@ -6,7 +6,7 @@ from celery import shared_task
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
-from apps.runs.services import step_execute, steps_recover_stalled, steps_requeue_lost
+from apps.runs.services import step_execute, steps_dispatch_held, steps_recover_stalled, steps_requeue_lost
 
 
 @shared_task(
@@ -25,6 +25,12 @@ def execute_step(self, step_id: int) -> bool:
 def requeue_lost_steps() -> int:
     """Periodic (celery beat): re-dispatch steps whose queue message seems lost."""
     return steps_requeue_lost(older_than=timedelta(seconds=settings.ILIAD_REQUEUE_AFTER_S))
+
+
+@shared_task(name="runs.dispatch_held_steps")
+def dispatch_held_steps() -> int:
+    """Periodic (celery beat): dispatch held steps in turns across users, each up to their fair share."""
+    return steps_dispatch_held()
 
 
 @shared_task(name="runs.recover_stalled_steps")

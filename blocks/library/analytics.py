@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -10,6 +11,7 @@ import pandas as pd
 import xarray as xr
 
 from blocks.context import StepContext
+from blocks.library.cf import column_attrs, difference_attrs, on_scale_attrs, speed_factor, with_columns
 from blocks.library.geo import (
     column_list,
     find_coord,
@@ -20,8 +22,8 @@ from blocks.library.geo import (
     table_times,
     with_history,
 )
-from blocks.library.heatwaves import FEB29, day_of_366_year
-from blocks.spec import Port, block
+from blocks.library.heatwaves import CLIMATOLOGICAL_YEAR, FEB29, day_of_366_year
+from blocks.spec import SEA_WATER_VELOCITY_NAMES, Derived, Port, Quantity, block
 
 DAYS_PER_YEAR = 365.2425
 TIME_STEPS_PER_CHUNK = 120
@@ -32,9 +34,6 @@ method needs memory growing with the square of the length)."""
 SPEED_BIN_M_S = 0.001
 """Histogram bin for percentiles of speed over large areas (exact values are used up to EXACT_LIMIT)."""
 EXACT_LIMIT = 20_000_000
-SPEED_UNITS = {"m s-1": 1.0, "m/s": 1.0, "m.s-1": 1.0, "m s**-1": 1.0, "m s^-1": 1.0, "meter second-1": 1.0,
-               "meters per second": 1.0, "metre second-1": 1.0, "cm s-1": 0.01, "cm/s": 0.01, "cm.s-1": 0.01}
-UNIT_NAMES = ("m s-1", "cm s-1")
 
 
 # ---- shared helpers ------------------------------------------------------------------------------
@@ -67,6 +66,101 @@ def _circular_running_mean(values: np.ndarray, width: int) -> np.ndarray:
 
 # ---- analytics.climatology -----------------------------------------------------------------------
 
+GREGORIAN_LIKE = ("standard", "gregorian", "proleptic_gregorian", "julian", "noleap", "365_day")
+"""Calendars whose years have 365 days and, in some, a 29 February: days are placed in a 366-day year."""
+ALL_LEAP = ("all_leap", "366_day")
+"""Calendars where every year has a 29 February, so it has its own normal value."""
+THIRTY_DAY_MONTHS = ("360_day",)
+CALENDARS = (*GREGORIAN_LIKE, *ALL_LEAP, *THIRTY_DAY_MONTHS)
+
+
+def _calendar(dataset: xr.Dataset, time: str) -> str:
+    """The CF calendar of the time axis (lower case); ValueError naming it when it is not supported."""
+    if np.issubdtype(dataset[time].dtype, np.datetime64):
+        return "proleptic_gregorian"
+    calendar = str(dataset[time].dt.calendar).lower()
+    if calendar not in CALENDARS:
+        raise ValueError(f"dataset: the time axis uses the calendar {calendar!r}, for which climatologies "
+                         f"are not supported; supported calendars: {', '.join(CALENDARS)}")
+    return calendar
+
+
+def _calendar_day(parameter: str, value: str | None, calendar: str, index: pd.Index) -> Any:
+    """The date ``value`` (YYYY-MM-DD) as a time comparable with ``index`` (numpy or cftime), or None."""
+    if not value:
+        return None
+    day = parse_day(parameter, value)
+    if isinstance(index, pd.DatetimeIndex):
+        return day
+    import cftime
+
+    try:
+        return cftime.datetime(day.year, day.month, day.day, calendar=calendar)
+    except ValueError:
+        raise ValueError(f"{parameter}: {value} does not exist in the {calendar} calendar of the "
+                         "dataset") from None
+
+
+def _day_of_year_key(calendar: str, month: np.ndarray, day: np.ndarray) -> tuple[int, np.ndarray]:
+    """Size of the climatological year and the 0-based day of each time in it, for ``calendar``.
+
+    A 360-day year (twelve 30-day months) has its own 360 days; every other calendar uses the 366-day
+    year in which 1 March is always day 61, so a day keeps its date whether the year is leap or not.
+    """
+    if calendar in THIRTY_DAY_MONTHS:
+        return 360, (np.asarray(month) - 1) * 30 + np.asarray(day) - 1
+    return CLIMATOLOGICAL_YEAR, day_of_366_year(month, day) - 1
+
+
+def _climatological_time(dim: str, size: int, calendar: str, base_times: pd.Index, time: str,
+                         time_attrs: dict[str, Any]) -> dict[str, Any]:
+    """CF 1.11 §7.4 climatological time along ``dim``: the middle of each day (or month) in the first
+    baseline year, with ``climatology`` bounds from its start in the first year to its end in the last.
+
+    The 366-day climatological year is an ``all_leap`` year (every day, 29 February included, has a
+    date); a 360-day one stays ``360_day``; monthly climatologies keep the data's calendar.
+    """
+    import cftime
+
+    first_year, last_year = int(base_times.min().year), int(base_times.max().year)
+    if dim == "month":
+        reference = calendar
+        slots = [(month, 1) for month in range(1, 13)]
+    elif size == 360:
+        reference = "360_day"
+        slots = [(k // 30 + 1, k % 30 + 1) for k in range(360)]
+    else:
+        reference = "all_leap"
+        slots = [(day.month, day.day) for day in pd.date_range("2000-01-01", "2000-12-31", freq="D")]
+
+    def at(year: int, slot: int) -> Any:
+        """Start of climatological slot number ``slot`` in ``year`` (slot len(slots): next 1 January)."""
+        if slot == len(slots):
+            return cftime.datetime(year + 1, 1, 1, calendar=reference)
+        return cftime.datetime(year, *slots[slot], calendar=reference)
+
+    lower = [at(first_year, k) for k in range(len(slots))]
+    upper = [at(last_year, k + 1) for k in range(len(slots))]
+    middle = [at(first_year, k) + (at(first_year, k + 1) - at(first_year, k)) / 2 for k in range(len(slots))]
+    encoding = {"units": f"days since {first_year:04d}-01-01", "calendar": reference}
+    attrs = {"standard_name": "time", "long_name": "climatological time", "climatology": "climatology_bounds",
+             **{key: value for key, value in time_attrs.items() if key == "axis"}}
+    return {time: xr.Variable(dim, np.array(middle, dtype=object), attrs, encoding),
+            "climatology_bounds": xr.Variable((dim, "nv"), np.array([lower, upper], dtype=object).T,
+                                              {}, dict(encoding))}
+
+
+def anomaly_attrs(attrs: dict[str, Any], name: str, period: str, base: str) -> dict[str, Any]:
+    """Attributes of the anomaly of a variable with ``attrs``: the same units, a long name saying
+    'anomaly', no standard name (the field's name does not describe its departures) and, for a
+    temperature, CF 1.11 ``units_metadata: temperature: difference``."""
+    kept = {key: value for key, value in attrs.items()
+            if key not in ("standard_name", "long_name", "units_metadata", "valid_min", "valid_max",
+                           "valid_range", "actual_range", "cell_methods", "comment")}
+    long_name = f"{attrs.get('long_name', name)} anomaly"
+    return {**kept, **difference_attrs(attrs, long_name),
+            "comment": f"departure from the {period.replace('_', ' ')} climatology of {base}"}
+
 def _climatology_variables(dataset: xr.Dataset, time: str, variable: str | None) -> list[str]:
     known = [str(name) for name in dataset.data_vars]
     if variable:
@@ -93,9 +187,11 @@ def _climatology_variables(dataset: xr.Dataset, time: str, variable: str | None)
     inputs=(Port("dataset", "dataset", "Dataset", "A dataset with a time dimension (gridded or not)."),),
     outputs=(
         Port("climatology", "dataset", "Climatology",
-             "The normal value for each day of the year (or month) over the baseline period."),
+             "The normal value for each day of the year (or month) over the baseline period.",
+             quantity=Derived(from_port="dataset", keep="variable")),
         Port("anomalies", "dataset", "Anomalies",
-             "The data minus the climatology of its day of the year (or month), at every time."),
+             "The data minus the climatology of its day of the year (or month), at every time.",
+             quantity=Derived(from_port="dataset", keep="variable", op="anomaly")),
     ),
     parameters={
         "type": "object",
@@ -132,8 +228,9 @@ def climatology(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any]
 
     **What comes out:**
 
-    * `climatology`: for each day of the year (dimension `dayofyear`, 1-366) or month (`month`,
-      1-12), the mean over all baseline years, with the same grid, units and descriptions as the input.
+    * `climatology`: for each day of the year (dimension `dayofyear`, 1-366, or 1-360 in a 360-day
+      calendar) or month (`month`, 1-12), the mean over all baseline years, with the same grid, units
+      and descriptions as the input.
     * `anomalies`: the input minus the climatology of the corresponding day or month, over the
       **whole** period of the input (not only the baseline), in the same units.
 
@@ -144,6 +241,18 @@ def climatology(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any]
     heatwave code of Hobday et al. (2016). Daily values are noisy with few years, so the day-of-year
     climatology is then smoothed with a 31-day running mean that wraps around the new year
     (`smooth_days`, 0 to switch off). Large datasets are processed in pieces and not held in memory.
+
+    **Calendars:** model output in any CF calendar works: `standard`/`gregorian`,
+    `proleptic_gregorian`, `julian` and `noleap`/`365_day` use the 366-day year above; in
+    `all_leap`/`366_day` every year has a 29 February, which then gets its own mean; `360_day` (twelve
+    30-day months) gets a 360-day climatology. Baseline dates must exist in the dataset's calendar.
+
+    **CF metadata:** the climatology is a CF climatology (CF 1.11 §7.4): a climatological `time`
+    coordinate along `dayofyear` (or `month`) with `climatology_bounds` from the first to the last
+    baseline year, and `cell_methods` such as `time: mean within days time: mean over years`.
+    Anomalies keep the units, drop the `standard_name` (it names the field, not its departures), have
+    a `long_name` ending in "anomaly" and, for temperatures, `units_metadata: temperature:
+    difference`, so converting them to kelvin keeps 0.5 °C as 0.5 K.
     """
     source = inputs["dataset"]
     time = find_coord(source, "time")
@@ -155,30 +264,38 @@ def climatology(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any]
         raise ValueError(f"smooth_days: {smooth} is even; use an odd number of days (e.g. 31), or 0")
     if source.sizes[time] == 0:
         raise ValueError("dataset: the time dimension is empty")
+    calendar = _calendar(source, time)
     index = source.indexes[time]
     first, last = index.min(), index.max()
     covers = f"the data covers {iso_times([first])[0][:10]} to {iso_times([last])[0][:10]}"
-    start = parse_day("baseline_start", params["baseline_start"]) if params.get("baseline_start") else None
-    end = parse_day("baseline_end", params["baseline_end"]) if params.get("baseline_end") else None
+    start = _calendar_day("baseline_start", params.get("baseline_start"), calendar, index)
+    end = _calendar_day("baseline_end", params.get("baseline_end"), calendar, index)
     if start is not None and end is not None and start > end:
-        raise ValueError(f"baseline_start ({start:%Y-%m-%d}) must not be after baseline_end ({end:%Y-%m-%d})")
-    if start is not None and not (pd.Timestamp(first).normalize() <= start <= pd.Timestamp(last)):
-        raise ValueError(f"baseline_start ({start:%Y-%m-%d}) is outside the data; {covers}")
-    if end is not None and not (pd.Timestamp(first).normalize() <= end <= pd.Timestamp(last)):
-        raise ValueError(f"baseline_end ({end:%Y-%m-%d}) is outside the data; {covers}")
+        raise ValueError(f"baseline_start ({params['baseline_start']}) must not be after baseline_end "
+                         f"({params['baseline_end']})")
+    day_of_first = first.replace(hour=0, minute=0, second=0, microsecond=0)
+    if start is not None and not (day_of_first <= start <= last):
+        raise ValueError(f"baseline_start ({params['baseline_start']}) is outside the data; {covers}")
+    if end is not None and not (day_of_first <= end <= last):
+        raise ValueError(f"baseline_end ({params['baseline_end']}) is outside the data; {covers}")
 
     month = source[time].dt.month.values
     if period == "day_of_year":
-        dim, size = "dayofyear", 366
-        key = day_of_366_year(month, source[time].dt.day.values) - 1
+        dim = "dayofyear"
+        size, key = _day_of_year_key(calendar, month, source[time].dt.day.values)
     else:
         dim, size, key = "month", 12, np.asarray(month) - 1
-    upper = None if end is None else end + pd.Timedelta(days=1) - pd.Timedelta(microseconds=1)
-    positions = np.arange(source.sizes[time])[source.indexes[time].slice_indexer(start, upper)]
-    base_times = source.indexes[time][positions]
+    chosen_times = np.ones(index.size, dtype=bool)
+    if start is not None:
+        chosen_times &= np.asarray(index >= start)
+    if end is not None:
+        chosen_times &= np.asarray(index < end + timedelta(days=1))
+    positions = np.flatnonzero(chosen_times)
+    base_times = index[positions]
     base = f"{iso_times([base_times.min()])[0][:10]} to {iso_times([base_times.max()])[0][:10]}"
     present = set(np.unique(key[positions]).tolist())
-    expected = set(range(size)) - ({FEB29 - 1} if dim == "dayofyear" else set())
+    interpolated_feb29 = dim == "dayofyear" and size == CLIMATOLOGICAL_YEAR and calendar not in ALL_LEAP
+    expected = set(range(size)) - ({FEB29 - 1} if interpolated_feb29 else set())
     if not expected <= present:
         lacking = sorted(expected - present)
         what = "days of the year" if dim == "dayofyear" else "months"
@@ -192,20 +309,34 @@ def climatology(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any]
         means[name] = _grouped_mean(variable, time, positions, key, size)
         if np.isnan(means[name]).all():
             raise ValueError(f"variable: {name!r} has no valid values (all missing) in the baseline period")
-        if dim == "dayofyear":
+        if interpolated_feb29:
             means[name][FEB29 - 1] = 0.5 * (means[name][FEB29 - 2] + means[name][FEB29])
+        if dim == "dayofyear":
             means[name] = _circular_running_mean(means[name], smooth)
         ctx.progress(0.1 + 0.5 * (number + 1) / len(names), f"climatology of {name}")
     chosen = ", ".join(f"{k}={params[k]}" for k in sorted(params) if params.get(k) is not None)
-    label = "day of year (366-day calendar, 1 March = 61)" if dim == "dayofyear" else "calendar month"
+    if dim == "month":
+        label = "calendar month"
+    elif size == CLIMATOLOGICAL_YEAR:
+        label = "day of year (366-day calendar, 1 March = 61)"
+    else:
+        label = "day of year (360-day calendar, 30 days a month)"
     clim = xr.Dataset(coords={dim: (dim, np.arange(1, size + 1), {"long_name": label})})
+    clim = clim.assign_coords(_climatological_time(dim, size, calendar, base_times, time,
+                                                   source[time].attrs))
+    within = "days" if dim == "dayofyear" else "months"
     anomalies = xr.Dataset()
     for name in names:
         variable = source[name].transpose(time, ...)
         others = variable.dims[1:]
         coords = {c: value for c, value in source[name].coords.items() if time not in value.dims}
+        clim_attrs = {**dict(source[name].attrs),
+                      **on_scale_attrs(source[name].attrs),
+                      "cell_methods": f"{time}: mean within {within} {time}: mean over years"}
+        if dim == "dayofyear" and smooth > 1:
+            clim_attrs["comment"] = f"smoothed with a {smooth}-day running mean over the climatological year"
         clim[name] = xr.DataArray(means[name].astype(np.result_type(variable.dtype, np.float32)),
-                                  dims=(dim, *others), coords=coords, attrs=dict(source[name].attrs))
+                                  dims=(dim, *others), coords=coords, attrs=clim_attrs)
         # Whole grid per piece (the climatology table is indexed per time step), time in pieces.
         lazy = variable.chunk({time: variable.chunks[0] if variable.chunks else TIME_STEPS_PER_CHUNK,
                                **{other: -1 for other in others}})
@@ -214,11 +345,10 @@ def climatology(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any]
         difference = xr.apply_ufunc(
             lambda block, index, table=table: block - table[index.reshape(-1)],
             lazy, groups, dask="parallelized", output_dtypes=[np.result_type(variable.dtype, np.float32)])
-        attrs = dict(source[name].attrs)
-        attrs["long_name"] = f"{attrs.get('long_name', name)} anomaly"
-        attrs.pop("standard_name", None)
-        attrs["comment"] = f"departure from the {period.replace('_', ' ')} climatology of {base}"
-        anomalies[name] = difference.transpose(*source[name].dims).assign_attrs(attrs)
+        anomalies[name] = difference.transpose(*source[name].dims)
+        # Set, not merged: apply_ufunc keeps the input's attributes, whose standard_name names the
+        # field itself and not its departures.
+        anomalies[name].attrs = anomaly_attrs(source[name].attrs, name, period, base)
     attrs = {k: v for k, v in source.attrs.items() if k != "history"}
     attrs.update(climatology_baseline=base, history=str(source.attrs.get("history", "")))
     clim = with_history(clim.assign_attrs(attrs), f"analytics.climatology 1.0.0 ({chosen})")
@@ -230,23 +360,106 @@ def climatology(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any]
 
 # ---- analytics.trend -----------------------------------------------------------------------------
 
-def _theil_sen_mann_kendall(years: np.ndarray, values: np.ndarray, alpha: float) -> dict[str, float]:
+MANN_KENDALL_TESTS = {
+    "original": "original_test",
+    "hamed_rao": "hamed_rao_modification_test",
+    "yue_wang": "yue_wang_modification_test",
+}
+"""Mann-Kendall variants of pymannkendall: the original test and two corrections of its variance for
+autocorrelated series (Hamed & Rao 1998; Yue & Wang 2004)."""
+
+
+def _mann_kendall_p(z: float) -> float:
+    """Two-sided p-value of a standard normal statistic, from the survival function: 1 - cdf rounds
+    to 0 below about 1e-16, while sf keeps its precision (e.g. 1.85e-113)."""
+    from scipy.stats import norm
+
+    return float(2.0 * norm.sf(abs(z)))
+
+
+def _theil_sen_mann_kendall(years: np.ndarray, values: np.ndarray, alpha: float,
+                            variant: str = "original") -> dict[str, float]:
     import pymannkendall
     from scipy.stats import theilslopes
 
     slope, _, low, high = theilslopes(values, years, alpha=1.0 - alpha)
-    test = pymannkendall.original_test(values, alpha=alpha)
-    return {"slope": float(slope), "low": float(low), "high": float(high), "p": float(test.p)}
+    test = getattr(pymannkendall, MANN_KENDALL_TESTS[variant])(values, alpha=alpha)
+    return {"slope": float(slope), "low": float(low), "high": float(high), "p": _mann_kendall_p(test.z)}
 
 
-def _ols_hac(years: np.ndarray, values: np.ndarray, alpha: float) -> dict[str, float]:
+def _ols_hac(years: np.ndarray, values: np.ndarray, alpha: float, use_t: bool = False) -> dict[str, float]:
     import statsmodels.api as sm
 
     lags = int(math.floor(4 * (values.size / 100.0) ** (2.0 / 9.0)))
     model = sm.OLS(values, sm.add_constant(years - years.mean()))
-    fit = model.fit(cov_type="HAC", cov_kwds={"maxlags": lags})
+    fit = model.fit(cov_type="HAC", cov_kwds={"maxlags": lags}, use_t=use_t)
     low, high = fit.conf_int(alpha=alpha)[1]
     return {"slope": float(fit.params[1]), "low": float(low), "high": float(high), "p": float(fit.pvalues[1])}
+
+
+def _trend_columns(table: pd.DataFrame, columns: list[str]) -> dict[str, dict[str, str]]:
+    """CF attributes of the trend table's columns, when every analysed column has the same units:
+    slopes are differences per time (temperature trends: ``temperature: difference``)."""
+    units = {column_attrs(table, name).get("units", "") for name in columns}
+    if len(units) != 1 or not next(iter(units)):
+        return {}
+    source = column_attrs(table, columns[0])
+    per_year = f"{source['units']} year-1"
+    return {
+        "slope_per_year": difference_attrs(source, "trend per year", per_year),
+        "slope_per_decade": difference_attrs(source, "trend per decade", f"0.1 {per_year}"),
+        "ci_low": difference_attrs(source, "lower end of the confidence interval of the trend per year",
+                                   per_year),
+        "ci_high": difference_attrs(source, "upper end of the confidence interval of the trend per year",
+                                    per_year),
+        "p_value": {"long_name": "p-value of the trend test", "units": "1"},
+    }
+
+
+def _trend(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any], version: str) -> pd.DataFrame:
+    """Both versions of analytics.trend; 1.1.0 adds the modified Mann-Kendall tests, Student t
+    quantiles for OLS and a ``units`` column."""
+    table = inputs["series"]
+    times = table_times(table)
+    columns = numeric_columns(table, params.get("columns"))
+    method, alpha = params["method"], float(params["alpha"])
+    variant = params.get("mann_kendall", "original")
+    use_t = bool(params.get("student_t", False))
+    rows = []
+    for number, name in enumerate(columns):
+        series = pd.Series(table[name].to_numpy(dtype=np.float64), index=times).dropna().sort_index()
+        if series.empty:
+            raise ValueError(f"columns: {name!r} has no valid values (all missing)")
+        if params["deseasonalize"]:
+            series = series - series.groupby(series.index.month).transform("mean")
+        if method == "theil_sen_mann_kendall" and len(series) > MAX_THEIL_SEN_POINTS:
+            series = series.resample("MS").mean().dropna()
+            ctx.log(f"{name}: more than {MAX_THEIL_SEN_POINTS} values; using {len(series)} monthly means")
+        if len(series) < 3 or series.index.nunique() < 3:
+            raise ValueError(f"columns: {name!r} has only {len(series)} valid value(s) at distinct times; a "
+                             "trend needs at least 3")
+        years = ((series.index - series.index[0]) / pd.Timedelta(days=1)).to_numpy() / DAYS_PER_YEAR
+        values = series.to_numpy()
+        if np.ptp(values) == 0:
+            result = {"slope": 0.0, "low": 0.0, "high": 0.0, "p": 1.0}
+        elif method == "ols":
+            result = _ols_hac(years, values, alpha, use_t)
+        else:
+            result = _theil_sen_mann_kendall(years, values, alpha, variant)
+        row = {
+            "column": name, "method": method, "slope_per_year": result["slope"],
+            "slope_per_decade": 10.0 * result["slope"], "ci_low": result["low"], "ci_high": result["high"],
+            "p_value": result["p"], "significant": bool(result["p"] < alpha), "n": int(values.size),
+            "start": iso_times([series.index[0]])[0], "end": iso_times([series.index[-1]])[0],
+        }
+        if version != "1.0.0":
+            units = column_attrs(table, name).get("units", "")
+            row["method"] = (f"{method} ({variant} Mann-Kendall)" if method != "ols"
+                             else f"ols ({'Student t' if use_t else 'normal'} quantiles)")
+            row["units"] = f"{units} year-1" if units else ""
+        rows.append(row)
+        ctx.progress((number + 1) / len(columns), f"trend of {name}")
+    return with_columns(pd.DataFrame(rows), _trend_columns(table, columns))
 
 
 @block(
@@ -254,7 +467,8 @@ def _ols_hac(years: np.ndarray, values: np.ndarray, alpha: float) -> dict[str, f
     version="1.0.0",
     title="Trend of a time series",
     category="analytics",
-    inputs=(Port("series", "table", "Time series", "A table with a 'time' column and numeric columns."),),
+    inputs=(Port("series", "table", "Time series", "A table with a 'time' column and numeric columns.",
+                 quantity=Quantity(params=("columns",), real_dates=True)),),
     outputs=(Port("trend", "table", "Trend", "One row per column: the slope, its confidence interval and "
                                               "whether it is significant."),),
     parameters={
@@ -306,39 +520,68 @@ def trend(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any]) -> d
     With `deseasonalize`, the mean of each calendar month (over the whole series) is subtracted first.
     Missing values are left out.
     """
-    table = inputs["series"]
-    times = table_times(table)
-    columns = numeric_columns(table, params.get("columns"))
-    method, alpha = params["method"], float(params["alpha"])
-    rows = []
-    for number, name in enumerate(columns):
-        series = pd.Series(table[name].to_numpy(dtype=np.float64), index=times).dropna().sort_index()
-        if series.empty:
-            raise ValueError(f"columns: {name!r} has no valid values (all missing)")
-        if params["deseasonalize"]:
-            series = series - series.groupby(series.index.month).transform("mean")
-        if method == "theil_sen_mann_kendall" and len(series) > MAX_THEIL_SEN_POINTS:
-            series = series.resample("MS").mean().dropna()
-            ctx.log(f"{name}: more than {MAX_THEIL_SEN_POINTS} values; using {len(series)} monthly means")
-        if len(series) < 3 or series.index.nunique() < 3:
-            raise ValueError(f"columns: {name!r} has only {len(series)} valid value(s) at distinct times; a "
-                             "trend needs at least 3")
-        years = ((series.index - series.index[0]) / pd.Timedelta(days=1)).to_numpy() / DAYS_PER_YEAR
-        values = series.to_numpy()
-        if np.ptp(values) == 0:
-            result = {"slope": 0.0, "low": 0.0, "high": 0.0, "p": 1.0}
-        elif method == "ols":
-            result = _ols_hac(years, values, alpha)
-        else:
-            result = _theil_sen_mann_kendall(years, values, alpha)
-        rows.append({
-            "column": name, "method": method, "slope_per_year": result["slope"],
-            "slope_per_decade": 10.0 * result["slope"], "ci_low": result["low"], "ci_high": result["high"],
-            "p_value": result["p"], "significant": bool(result["p"] < alpha), "n": int(values.size),
-            "start": iso_times([series.index[0]])[0], "end": iso_times([series.index[-1]])[0],
-        })
-        ctx.progress((number + 1) / len(columns), f"trend of {name}")
-    return {"trend": pd.DataFrame(rows)}
+    return {"trend": _trend(ctx, inputs, params, "1.0.0")}
+
+
+TREND_1_1_PARAMETERS = {
+    "mann_kendall": {"type": "string", "enum": list(MANN_KENDALL_TESTS), "default": "original",
+                     "title": "Mann-Kendall test",
+                     "description": "original: independent values; hamed_rao or yue_wang: the variance of "
+                                    "the test corrected for autocorrelation (Hamed & Rao 1998, Yue & Wang "
+                                    "2004), for serially correlated series such as daily temperatures."},
+    "student_t": {"type": "boolean", "default": False, "title": "Student t for OLS",
+                  "description": "Take the OLS confidence interval and p-value from a Student t "
+                                 "distribution with n - 2 degrees of freedom instead of the normal one; "
+                                 "more honest for short series."},
+}
+
+
+@block(
+    id="analytics.trend",
+    version="1.1.0",
+    title="Trend of a time series",
+    category="analytics",
+    inputs=trend.spec.inputs,
+    outputs=trend.spec.outputs,
+    parameters={**trend.spec.parameters,
+                "properties": {**trend.spec.parameters["properties"], **TREND_1_1_PARAMETERS}},
+)
+def trend_with_options(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any]
+                       ) -> dict[str, pd.DataFrame]:
+    """Estimate the long-term trend of each numeric column of a time series, with its uncertainty and
+    significance, allowing for autocorrelation.
+
+    **What goes in:** a table with a `time` column and one or more numeric columns (e.g. the output of
+    *Area mean time series*).
+
+    **What comes out:** one row per column with the `method` (and the variant used), the slope in
+    units per year (`slope_per_year`) and per decade, the confidence interval of the slope per year
+    (`ci_low`, `ci_high`, at 1 − `alpha`, i.e. 95 % by default), the `p_value`, whether the trend is
+    `significant` (p-value below `alpha`), the number of values used `n`, the first and last time
+    used, and the `units` of the slope per year (e.g. `degree_Celsius year-1`; a trend of temperature
+    is a temperature difference per time).
+
+    **Methods:**
+
+    * `theil_sen_mann_kendall` (default): the Theil–Sen slope (median of the slopes between all pairs of
+      values; Sen 1968) with its confidence interval from `scipy.stats.theilslopes`, and the p-value of
+      the Mann–Kendall trend test (Mann 1945; Kendall 1975) from the `pymannkendall` package, with the
+      variance corrected for ties. The original test assumes independent values; autocorrelated data
+      (e.g. daily temperatures) make its p-value too small. `mann_kendall` picks a **modified test**
+      that corrects the variance for autocorrelation: `hamed_rao` (Hamed & Rao 1998, from the
+      autocorrelation of the ranks) or `yue_wang` (Yue & Wang 2004, effective sample size). Very small
+      p-values are exact (two-sided, from the normal survival function), not rounded to 0. Series
+      longer than 5000 values are averaged to monthly means first.
+    * `ols`: ordinary least squares with heteroscedasticity- and autocorrelation-consistent (HAC,
+      Newey–West) standard errors from `statsmodels`, using floor(4·(n/100)^(2/9)) lags (Newey & West
+      1994). With `student_t`, confidence intervals and p-values use Student's t with n − 2 degrees
+      of freedom, wider than the normal ones for short series.
+
+    With `deseasonalize`, the mean of each calendar month (over the whole series) is subtracted first.
+    Missing values are left out. References: Hamed, K. H. & Rao, A. R. (1998), J. Hydrology 204,
+    182-196; Yue, S. & Wang, C. Y. (2004), Water Resources Management 18, 201-218.
+    """
+    return {"trend": _trend(ctx, inputs, params, "1.1.0")}
 
 
 # ---- analytics.skill -----------------------------------------------------------------------------
@@ -430,7 +673,25 @@ def skill(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any]) -> d
                 add({**prefix, "station": str(station)}, station_part)
         add({**prefix, "station": "ALL"}, part)
     ctx.progress(1.0, f"{len(rows)} row(s)")
-    return {"skill": pd.DataFrame(rows)}
+    return {"skill": with_columns(pd.DataFrame(rows), _skill_columns(column_attrs(table, names[0])))}
+
+
+def _skill_columns(observed: dict[str, str]) -> dict[str, dict[str, str]]:
+    """CF attributes of the skill table from those of the observed column: means are values of the
+    same kind, errors and spreads are differences, the rest are numbers."""
+    plain = {"normalised_std": "1", "normalised_crmsd": "1", "correlation": "1", "willmott_d": "1",
+             "taylor_angle_deg": "degree", "n": "1"}
+    columns: dict[str, dict[str, str]] = {name: {"units": units} for name, units in plain.items()}
+    if observed.get("units"):
+        columns["mean_observed"] = on_scale_attrs(observed, "mean of the observed values")
+        columns["mean_modelled"] = on_scale_attrs(observed, "mean of the modelled values")
+        for name, what in (("bias", "mean modelled minus mean observed value"),
+                           ("rmse", "root-mean-square difference"),
+                           ("crmsd", "centred root-mean-square difference"),
+                           ("std_observed", "standard deviation of the observed values"),
+                           ("std_modelled", "standard deviation of the modelled values")):
+            columns[name] = difference_attrs(observed, what)
+    return columns
 
 
 # ---- analytics.current_statistics ----------------------------------------------------------------
@@ -447,16 +708,9 @@ def _velocity(dataset: xr.Dataset, parameter: str, name: str | None, standard_na
     return found[0]
 
 
-def _unit_factor(variable: xr.DataArray, parameter: str, ctx: StepContext) -> float:
-    units = str(variable.attrs.get("units", "")).strip()
-    if not units:
-        ctx.log(f"{parameter}: {variable.name!r} has no units; assuming m s-1", level="warning")
-        return 1.0
-    factor = SPEED_UNITS.get(units.lower())
-    if factor is None:
-        raise ValueError(f"{parameter}: {variable.name!r} has units {units!r}; expected a speed in "
-                         f"{' or '.join(UNIT_NAMES)}")
-    return factor
+def _unit_factor(variable: xr.DataArray, parameter: str) -> float:
+    """Factor converting ``variable`` to m s-1, from its CF units (ValueError when missing or not a speed)."""
+    return speed_factor(variable.attrs, str(variable.name), parameter)
 
 
 def _site(speed_sample: xr.DataArray, lat_name: str, lon_name: str, lat: float, lon: float) -> dict[str, Any]:
@@ -498,7 +752,9 @@ def _longest_runs(exceed: np.ndarray, current: np.ndarray, best: np.ndarray, bes
     title="Current speed statistics",
     category="analytics",
     inputs=(Port("dataset", "dataset", "Currents",
-                 "A dataset with eastward and northward sea water velocity."),),
+                 "A dataset with eastward and northward sea water velocity.",
+                 quantity=Quantity(kind="velocity", standard_names=SEA_WATER_VELOCITY_NAMES,
+                                   params=("u", "v"), match="standard_name")),),
     outputs=(
         Port("statistics", "table", "Statistics",
              "Mean, median, percentiles and maximum of the speed, mean direction and data coverage."),
@@ -531,7 +787,8 @@ def current_statistics(ctx: StepContext, inputs: dict[str, Any], params: dict[st
 
     **What goes in:** a dataset with eastward and northward current velocity (found by their CF
     standard names `eastward_sea_water_velocity` / `northward_sea_water_velocity`, or named with `u`
-    and `v`), in m/s (cm/s is converted). With `lat` and `lon`, the nearest grid point is used (the
+    and `v`), with CF units of speed (cm/s, knots... are converted to m/s; a velocity without units is
+    refused rather than guessed). With `lat` and `lon`, the nearest grid point is used (the
     step fails if that point is on land, naming the nearest sea point); without them every sea grid
     point and time step of the area counts as one sample. A single depth level is expected (cut the
     dataset first if it has several).
@@ -558,7 +815,7 @@ def current_statistics(ctx: StepContext, inputs: dict[str, Any], params: dict[st
     u, v = dataset[u_name], dataset[v_name]
     if u.dims != v.dims:
         raise ValueError(f"u/v: {u_name!r} has dimensions {u.dims} but {v_name!r} has {v.dims}")
-    u_factor, v_factor = _unit_factor(u, "u", ctx), _unit_factor(v, "v", ctx)
+    u_factor, v_factor = _unit_factor(u, "u"), _unit_factor(v, "v")
     time = find_coord(dataset, "time")
     if time is None or time not in u.dims:
         raise ValueError(f"u: {u_name!r} has no time dimension; dimensions: {', '.join(map(str, u.dims))}")
@@ -662,7 +919,25 @@ def current_statistics(ctx: StepContext, inputs: dict[str, Any], params: dict[st
             "threshold_m_s": threshold, "fraction_exceeded": above[k] / valid,
             "longest_steps": longest, "longest_hours": longest * step_hours, "longest_start": start,
         })
-    return {"statistics": statistics, "exceedance": pd.DataFrame(rows)}
+    speed = {"units": "m s-1", "standard_name": "sea_water_speed"}
+    statistics = with_columns(statistics, {
+        **{column: {**speed, "long_name": f"{label} of the current speed"} for column, label in (
+            ("mean_speed", "mean"), ("median_speed", "median"), ("p90", "90th percentile"),
+            ("p95", "95th percentile"), ("p99", "99th percentile"), ("max_speed", "maximum"))},
+        "mean_u": {"units": "m s-1", "long_name": "mean eastward velocity"},
+        "mean_v": {"units": "m s-1", "long_name": "mean northward velocity"},
+        "mean_direction_deg": {"units": "degree", "long_name": "direction the mean current flows to, "
+                                                              "clockwise from north"},
+        "lat": {"units": "degrees_north", "standard_name": "latitude"},
+        "lon": {"units": "degrees_east", "standard_name": "longitude"},
+        "coverage": {"units": "1", "long_name": "fraction of valid samples"},
+    })
+    exceedance = with_columns(pd.DataFrame(rows), {
+        "threshold_m_s": {"units": "m s-1", "long_name": "current speed threshold"},
+        "fraction_exceeded": {"units": "1", "long_name": "fraction of samples above the threshold"},
+        "longest_hours": {"units": "hour", "long_name": "longest spell above the threshold"},
+    })
+    return {"statistics": statistics, "exceedance": exceedance}
 
 
 def _add_to_histogram(histogram: np.ndarray, values: np.ndarray) -> np.ndarray:

@@ -18,11 +18,11 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from blocks import netguard
+from blocks import formatguard, netguard
 from blocks.context import StepContext
 from blocks.library.geo import OBSERVATION_COLUMNS, find_coord, iso_column, iso_times, parse_day
 from blocks.library.ocean import DEPTH_PARAMETERS, SUBSET_PARAMETERS, subset_dataset
-from blocks.spec import Port, Resources, block
+from blocks.spec import Derived, Port, Resources, block
 
 MAX_DOWNLOAD_ENV = "ILIAD_MAX_DOWNLOAD_MB"
 DEFAULT_MAX_DOWNLOAD_MB = 2048
@@ -79,11 +79,15 @@ def _local_path(ctx: StepContext, source: str) -> Path:
     root = ctx.data_dir.resolve()
     try:
         path = (root / relative).resolve()
-    except (OSError, ValueError) as error:
+        exists = path.is_relative_to(root) and path.exists()
+    except ValueError as error:  # an embedded NUL byte
         raise ValueError(f"source: {source!r} is not a usable path: {error}") from None
+    except (OSError, RuntimeError) as error:  # their text holds the absolute path: keep it to ourselves
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else "a symbolic link loop"
+        raise ValueError(f"source: {source!r} is not a usable path: {reason}") from None
     if not path.is_relative_to(root):
         raise ValueError(f"source: {source!r} points outside the data space (through a symbolic link)")
-    if not path.exists():
+    if not exists:
         raise ValueError(f"source: {source!r} does not exist in the data space; it has: "
                          f"{_data_space_listing(root)}")
     return path
@@ -118,11 +122,14 @@ def _checked_url(url: str) -> str:
 
 
 def _download(ctx: StepContext, url: str, params: dict[str, Any], suffix: str) -> Path:
-    """Fetch ``url`` into the scratch directory through the SSRF guard, within the size limit."""
+    """Fetch ``url`` into the scratch directory through the SSRF guard, within the size limit and the
+    download deadline (``ILIAD_DOWNLOAD_DEADLINE_S``); a cancelled run or a step out of walltime stops
+    it within about a second, however slowly the server sends."""
     _checked_url(url)
     ctx.scratch_dir.mkdir(parents=True, exist_ok=True)
     destination = ctx.scratch_dir / f"download{suffix}"
     limit = _max_download_bytes(params)
+    deadline_s = netguard.download_deadline_s()
 
     def progress(done: int, total: int | None) -> None:
         if total:
@@ -130,9 +137,10 @@ def _download(ctx: StepContext, url: str, params: dict[str, Any], suffix: str) -
         else:
             ctx.progress(0.0, f"downloaded {done / 1e6:,.1f} MB")
 
-    ctx.log(f"downloading {url} (limit {limit / 1e6:,.0f} MB)")
+    ctx.log(f"downloading {url} (limit {limit / 1e6:,.0f} MB, {deadline_s:g} s)")
     try:
-        size = netguard.download(url, destination, max_bytes=limit, on_progress=progress)
+        size = netguard.download(url, destination, max_bytes=limit, on_progress=progress,
+                                 deadline_s=deadline_s, check_interrupt=ctx.raise_if_cancelled)
     except netguard.UnsafeURL as error:
         raise ValueError(f"source: {error}") from None
     except ValueError as error:
@@ -211,8 +219,8 @@ def _open_opendap(ctx: StepContext, url: str, params: dict[str, Any]) -> xr.Data
     pydap is given a :class:`~blocks.netguard.GuardedWSGIProxy` as its WSGI ``application``, so it
     makes no HTTP requests itself: each one (description, attributes, every data slice read later)
     is fetched by the proxy with the guard's checks, pinned connections and redirect checks, and each
-    response is limited to the download limit. (A guarded requests *session* would not do: pydap
-    3.5 builds its own session from it.)
+    response is limited to the download limit and the download deadline, while cancel and walltime
+    are checked. (A guarded requests *session* would not do: pydap 3.5 builds its own session from it.)
     """
     _checked_url(url)
     try:
@@ -220,8 +228,10 @@ def _open_opendap(ctx: StepContext, url: str, params: dict[str, Any]) -> xr.Data
     except ImportError:
         raise ValueError("source: OPeNDAP URLs need the pydap package, which is not installed") from None
     ctx.log(f"opening OPeNDAP {url}")
+    deadline_s = netguard.download_deadline_s()
     try:
-        proxy = netguard.GuardedWSGIProxy(url, max_bytes=_max_download_bytes(params))
+        proxy = netguard.GuardedWSGIProxy(url, max_bytes=_max_download_bytes(params), deadline_s=deadline_s,
+                                          check_interrupt=ctx.raise_if_cancelled)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*unable to determine the DAP protocol.*")
             return xr.open_dataset(url, engine="pydap", application=proxy, chunks={})
@@ -231,17 +241,40 @@ def _open_opendap(ctx: StepContext, url: str, params: dict[str, Any]) -> xr.Data
         raise ValueError(f"source: could not open OPeNDAP {url!r}: {error}") from None
 
 
-def _open_file(path: Path, engine: str, source: str) -> xr.Dataset:
+def _without_server_paths(error: BaseException, path: Path, source: str, root: Path | None) -> str:
+    """The error's text with the file's server path shown as ``source`` and the data space as '.'."""
+    text = str(error).replace(str(path), source)
+    for folder in (root, path.parent):
+        if folder is not None:
+            text = text.replace(f"{folder}{os.sep}", "").replace(str(folder), ".")
+    return text
+
+
+def _open_file(path: Path, engine: str, source: str, *, root: Path | None = None) -> xr.Dataset:
+    """Open a NetCDF file or Zarr store lazily, once :mod:`blocks.formatguard` found it self-contained.
+
+    ``root`` is the data space the store lies in (a Zarr store's symbolic links must stay in it);
+    None for a downloaded file. Raises ValueError naming ``source``, never a server path.
+    """
     if engine == "auto":
         zarr = path.is_dir() or path.name.lower().endswith(ZARR_SUFFIXES)
         engine = "zarr" if zarr else "netcdf4"
+    if path.is_dir() != (engine == "zarr"):
+        kind = "a folder (a Zarr store?)" if path.is_dir() else "a file, not a Zarr store (a folder)"
+        raise ValueError(f"source: {source!r} is {kind}; choose the engine 'auto' or "
+                         f"{'zarr' if path.is_dir() else 'netcdf4'!r}")
+    formatguard.ensure_self_contained(path, source=source, root=root)
     try:
         if engine == "zarr":
-            return xr.open_zarr(path, chunks={})
+            from zarr.storage import LocalStore
+
+            # A store object, not a path: zarr hands a path containing '::' to fsspec as a URL chain.
+            return xr.open_zarr(LocalStore(path, read_only=True), chunks={})
         return xr.open_dataset(path, engine=engine, chunks={})
     except (OSError, ValueError, TypeError, KeyError) as error:
         kind = "a Zarr store" if engine == "zarr" else f"a NetCDF file (engine {engine})"
-        raise ValueError(f"source: {source!r} could not be opened as {kind}: {error}") from None
+        raise ValueError(f"source: {source!r} could not be opened as {kind}: "
+                         f"{_without_server_paths(error, path, source, root)}") from None
 
 
 SELECTION_PARAMETERS: dict[str, Any] = {
@@ -257,7 +290,8 @@ SELECTION_PARAMETERS: dict[str, Any] = {
     title="Open gridded dataset",
     category="data",
     outputs=(
-        Port("dataset", "dataset", "Dataset", "The gridded dataset, opened without reading its values."),
+        Port("dataset", "dataset", "Dataset", "The gridded dataset, opened without reading its values.",
+             quantity=Derived(source="source", keep="variables")),
         Port("metadata", "json", "Description",
              "Variables (units, names, dimensions), time range, area and the file's global attributes."),
     ),
@@ -328,7 +362,7 @@ def open_gridded(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any
     else:
         if engine == "opendap":
             raise ValueError(f"engine: 'opendap' needs a URL, but source {source!r} is a path")
-        dataset = _open_file(_local_path(ctx, source), engine, source)
+        dataset = _open_file(_local_path(ctx, source), engine, source, root=ctx.data_dir.resolve())
     variables = params.get("variables")
     if variables:
         known = [str(name) for name in dataset.data_vars]
@@ -353,13 +387,17 @@ def open_gridded(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any
 
 def _read_table(path: Path, source: str) -> pd.DataFrame:
     name = path.name.lower()
+    if not path.is_file():  # pyarrow would read a folder as a partitioned dataset, symbolic links and all
+        raise ValueError(f"source: {source!r} is not a file; give a CSV or Parquet file")
     try:
+        # Neither CSV nor Parquet can refer to other files: pyarrow ignores a column chunk's file_path.
         if name.endswith(PARQUET_SUFFIXES):
             return pd.read_parquet(path)
         if name.endswith(CSV_SUFFIXES):
             return pd.read_csv(path, sep="\t" if name.endswith(".tsv") else ",")
     except (OSError, ValueError, UnicodeDecodeError) as error:
-        raise ValueError(f"source: {source!r} could not be read as a table: {error}") from None
+        raise ValueError(f"source: {source!r} could not be read as a table: "
+                         f"{_without_server_paths(error, path, source, None)}") from None
     raise ValueError(f"source: {source!r} is neither CSV ({', '.join(CSV_SUFFIXES)}) nor Parquet "
                      f"({', '.join(PARQUET_SUFFIXES)})")
 

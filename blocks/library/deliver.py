@@ -13,6 +13,7 @@ import pandas as pd
 import xarray as xr
 
 from blocks.context import StepContext
+from blocks.library.cf import table_columns
 from blocks.library.geo import (
     TIME_COLUMN,
     column_list,
@@ -161,14 +162,20 @@ def deliver_csv(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any]
     many decimals to keep.
 
     **What comes out:** a comma-separated file with a header row. Numbers with decimals are rounded
-    to the chosen number of digits; whole numbers, dates and text are left as they are.
+    to the chosen number of digits; whole numbers, dates and text are left as they are. When the table
+    records units (and CF standard names, descriptions) for its columns, they are kept in a companion
+    file `<name>.csv-metadata.json` next to the CSV, in the W3C CSV on the Web (CSVW) format: one entry
+    per column under `tableSchema.columns` with its `titles` and `cf:units`, `cf:standard_name`,
+    `cf:long_name` and `cf:units_metadata`.
     """
     table: pd.DataFrame = inputs["table"]
+    described = table_columns(table)
     columns = params.get("columns")
     if columns:
         require_columns(table, columns, "columns")
         table = table[columns]
     table = table.copy()
+    table.attrs["columns"] = {name: attrs for name, attrs in described.items() if name in table.columns}
     decimals = params.get("decimals")
     if decimals is not None:
         for name in table.columns:

@@ -199,7 +199,7 @@ def make_demo_dataset(
     data_vars = {
         "sst": _data_variable(np.maximum(sst, SEAWATER_FREEZING_C), land, {
             "standard_name": "sea_surface_temperature", "long_name": "Sea surface temperature",
-            "units": "degree_Celsius"}),
+            "units": "degree_Celsius", "units_metadata": "temperature: on_scale"}),
         "so": _data_variable(salinity, land, {
             "standard_name": "sea_water_salinity", "long_name": "Sea surface salinity", "units": "1e-3"}),
         "uo": _data_variable(uo, land, {

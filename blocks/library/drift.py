@@ -17,9 +17,10 @@ import pandas as pd
 import xarray as xr
 
 from blocks.context import StepCancelled, StepContext
+from blocks.library.cf import speed_factor
 from blocks.library.geo import find_coord, with_history
 from blocks.library.schemas import number
-from blocks.spec import Port, Resources, block
+from blocks.spec import Port, Quantity, Resources, block
 
 DEFAULT_OIL_TYPE = "GENERIC MEDIUM CRUDE"
 """Part of the ADIOS oil library shipped inside OpenDrift, so available offline."""
@@ -109,10 +110,11 @@ def _forcing(dataset: xr.Dataset, port: str, standard_names: dict[str, tuple[str
             attrs["units"] = units
         renamed[kind].attrs = attrs
     for standard in found:
-        units = renamed[standard].attrs.get("units", "m s-1")
-        if units not in ("m s-1", "m/s", "m s**-1", "meter second-1", "meters/second", "m.s-1"):
-            raise ValueError(f"{port}: {found[standard]!r} is in {units!r}; velocities must be in m s-1")
-        renamed[standard].attrs = {**renamed[standard].attrs, "standard_name": standard, "units": "m s-1"}
+        attrs = renamed[standard].attrs
+        factor = speed_factor(attrs, str(found[standard]), port)
+        if factor != 1.0:
+            renamed[standard] = renamed[standard] * factor
+        renamed[standard].attrs = {**attrs, "standard_name": standard, "units": "m s-1"}
     if renamed.sizes["time"] < 1:
         raise ValueError(f"{port}: the dataset has no time steps")
     return renamed.sortby("time")
@@ -465,10 +467,12 @@ PARAMETERS: dict[str, Any] = {
     inputs=(
         Port("currents", "dataset", "Currents",
              "Surface currents: eastward and northward sea water velocity (m/s) on time, latitude and "
-             "longitude."),
+             "longitude.",
+             quantity=Quantity(kind="velocity", standard_names=tuple(CURRENT_NAMES), match="standard_name")),
         Port("wind", "dataset", "Wind (optional)",
              "10 m wind: eastward and northward wind (m/s). Without it the wind is taken as calm.",
-             required=False),
+             required=False,
+             quantity=Quantity(kind="velocity", standard_names=tuple(WIND_NAMES), match="standard_name")),
     ),
     outputs=(
         Port("trajectories", "dataset", "Trajectories",

@@ -29,6 +29,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from blocks.library.cf import on_scale_attrs, with_columns
+
 Kind = Literal["lat", "lon", "time", "depth"]
 
 KIND_WORDS: dict[str, str] = {"lat": "latitude", "lon": "longitude", "time": "time", "depth": "depth"}
@@ -229,12 +231,15 @@ def cos_lat_weights(latitudes: xr.DataArray) -> xr.DataArray:
     return np.cos(np.deg2rad(latitudes))
 
 
-def time_series_table(times: Iterable[Any], columns: Mapping[str, Any]) -> pd.DataFrame:
+def time_series_table(times: Iterable[Any], columns: Mapping[str, Any],
+                      metadata: Mapping[str, Mapping[str, Any]] | None = None) -> pd.DataFrame:
     """The shared time series table: a ``time`` column plus one numeric column per variable.
 
     ``times`` are datetimes (numpy, pandas or cftime); they become ``YYYY-MM-DD`` strings when all
     fall at midnight, full ISO 8601 timestamps otherwise. ``columns`` maps a variable name to values
-    (one per time, converted to float64).
+    (one per time, converted to float64). ``metadata`` maps a column to the attributes of the variable
+    it comes from; its CF attributes (units, standard_name, long_name, units_metadata) are recorded in
+    ``table.attrs["columns"]`` (see :mod:`blocks.library.cf`).
     """
     texts = iso_times(times)
     table = pd.DataFrame({TIME_COLUMN: texts})
@@ -243,7 +248,7 @@ def time_series_table(times: Iterable[Any], columns: Mapping[str, Any]) -> pd.Da
         if len(array) != len(texts):
             raise ValueError(f"column {name!r} has {len(array)} values for {len(texts)} times")
         table[str(name)] = array
-    return table
+    return with_columns(table, {str(name): on_scale_attrs(attrs) for name, attrs in (metadata or {}).items()})
 
 
 def read_time_series(

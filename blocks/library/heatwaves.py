@@ -21,8 +21,9 @@ import numpy as np
 import pandas as pd
 
 from blocks.context import StepContext
+from blocks.library.cf import column_attrs, difference_attrs, on_scale_attrs, pretty_units, with_columns
 from blocks.library.geo import numeric_column, parse_day, table_times
-from blocks.spec import Port, block
+from blocks.spec import TEMPERATURE_NAMES, Port, Quantity, block
 
 FEB29 = 60
 """Day of year of 29 February in the 366-day climatological year (1 March is always day 61)."""
@@ -267,13 +268,55 @@ def detect(
 
 # ---- the block -----------------------------------------------------------------------------------
 
+def heatwave_columns(events: pd.DataFrame, daily: pd.DataFrame, source: dict[str, str]
+                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The heatwave tables with CF attributes per column, in the units of the temperature ``source``
+    (its column attributes): temperatures on the scale, intensities and rates as differences."""
+    units = source.get("units", "")
+
+    def scaled(suffix: str) -> str | None:
+        return f"{units} {suffix}" if units else None
+
+    on_scale = {
+        "temperature": on_scale_attrs(source),
+        "climatology": on_scale_attrs({k: v for k, v in source.items() if k != "long_name"},
+                                      "climatological mean temperature for the day of the year"),
+        "threshold": on_scale_attrs({k: v for k, v in source.items() if k != "long_name"},
+                                    "percentile threshold temperature for the day of the year"),
+        "intensity_max_abs": on_scale_attrs(source, "temperature at the peak of the event"),
+        "intensity_mean_abs": on_scale_attrs(source, "mean temperature over the event"),
+    }
+    differences = {
+        "intensity_max": difference_attrs(source, "peak temperature above the climatology"),
+        "intensity_mean": difference_attrs(source, "mean temperature above the climatology"),
+        "intensity_var": difference_attrs(source, "standard deviation of the temperature above the "
+                                                  "climatology"),
+        "intensity_cumulative": difference_attrs(source, "temperature above the climatology summed over "
+                                                         "the event", scaled("day")),
+        "intensity_max_rel_thresh": difference_attrs(source, "peak temperature above the threshold"),
+        "intensity_mean_rel_thresh": difference_attrs(source, "mean temperature above the threshold"),
+        "intensity_cumulative_rel_thresh": difference_attrs(
+            source, "temperature above the threshold summed over the event", scaled("day")),
+        "rate_onset": difference_attrs(source, "rate of warming to the peak", scaled("day-1")),
+        "rate_decline": difference_attrs(source, "rate of cooling after the peak", scaled("day-1")),
+    }
+    counts = {"duration_days": {"units": "day", "long_name": "duration of the event"},
+              "intensity_max_norm": {"units": "1", "long_name": "peak intensity in multiples of "
+                                                               "(threshold - climatology)"}}
+    return (with_columns(events, {**on_scale, **differences, **counts}),
+            with_columns(daily, {name: on_scale[name] for name in ("temperature", "climatology",
+                                                                     "threshold")}))
+
+
 @block(
     id="analytics.marine_heatwaves",
     version="1.0.0",
     title="Marine heatwaves (Hobday et al.)",
     category="analytics",
     inputs=(Port("series", "table", "Daily temperature series",
-                 "A table with a 'time' column (one row per day) and a temperature column, e.g. sst."),),
+                 "A table with a 'time' column (one row per day) and a temperature column, e.g. sst.",
+                 quantity=Quantity(kind="temperature", standard_names=TEMPERATURE_NAMES, difference_ok=True,
+                                   params=("column",), real_dates=True)),),
     outputs=(
         Port("events", "table", "Heatwave events",
              "One row per marine heatwave: dates, duration, intensities and category."),
@@ -322,9 +365,11 @@ def marine_heatwaves(ctx: StepContext, inputs: dict[str, Any], params: dict[str,
     Hobday et al. (2016) and the categories of Hobday et al. (2018).
 
     **What goes in:** a table with a `time` column (one row per day, e.g. the output of
-    *Area mean time series*) and a temperature column in °C (`column`, default the first numeric
-    column). Missing days are allowed: they are treated as ordinary (climatological) days and so never
-    belong to a heatwave, except inside a joined gap.
+    *Area mean time series*) and a temperature column (`column`, default the first numeric column),
+    in °C or any other temperature units: the results are in the units recorded for that column (a
+    series in °F gives intensities in °F), and say so in their column metadata. Missing days are
+    allowed: they are treated as ordinary (climatological) days and so never belong to a heatwave,
+    except inside a joined gap.
 
     **Method:** over a baseline period (default the whole series; at least 3 years advised, 30 in the
     paper) the block computes, for each day of the year, the normal temperature (*climatology*: the mean
@@ -338,10 +383,11 @@ def marine_heatwaves(ctx: StepContext, inputs: dict[str, Any], params: dict[str,
     **What comes out:**
 
     * `events`: one row per heatwave: `start`, `end` and `peak` dates, `duration_days`; intensities
-      relative to the climatology in °C: `intensity_max` (at the peak), `intensity_mean`,
-      `intensity_var` (standard deviation) and `intensity_cumulative` (°C·days); the same relative to
-      the threshold (`_rel_thresh`) and as temperatures (`_abs`); `intensity_max_norm`, the peak
-      intensity in multiples of (threshold − climatology); `rate_onset` and `rate_decline` (°C/day);
+      relative to the climatology in the series' units (e.g. °C): `intensity_max` (at the peak),
+      `intensity_mean`, `intensity_var` (standard deviation) and `intensity_cumulative` (e.g.
+      °C·days); the same relative to the threshold (`_rel_thresh`) and as temperatures (`_abs`);
+      `intensity_max_norm`, the peak intensity in multiples of (threshold − climatology); `rate_onset`
+      and `rate_decline` (e.g. °C/day);
       `category` after Hobday et al. (2018): **I Moderate** (1-2 times the threshold's distance above
       normal), **II Strong** (2-3), **III Severe** (3-4), **IV Extreme** (4 or more), taken on the event's
       most intense day in those multiples, with `category_number` 1-4 and the number of days in each
@@ -373,7 +419,13 @@ def marine_heatwaves(ctx: StepContext, inputs: dict[str, Any], params: dict[str,
         min_duration=int(params["min_duration"]), join_gaps=bool(params["join_gaps"]),
         max_gap=int(params["max_gap"]),
     )
-    ctx.log(f"{len(events)} marine heatwave(s) found in {name!r}, {daily['time'].iloc[0]} to "
-            f"{daily['time'].iloc[-1]}")
+    source = column_attrs(inputs["series"], name)
+    if not source.get("units"):
+        ctx.log(f"column {name!r} has no recorded units; intensities are in the units of its values",
+                level="warning")
+    events, daily = heatwave_columns(events, daily, source)
+    shown = pretty_units(source.get("units", ""))
+    ctx.log(f"{len(events)} marine heatwave(s) found in {name!r}{f' ({shown})' if shown else ''}, "
+            f"{daily['time'].iloc[0]} to {daily['time'].iloc[-1]}")
     ctx.progress(1.0, f"{len(events)} heatwave(s)")
     return {"events": events, "daily": daily}

@@ -14,8 +14,9 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from blocks.context import StepContext
+from blocks.library.cf import column_attrs, difference_attrs, on_scale_attrs, with_columns
 from blocks.library.geo import iso_times, numeric_column, table_times
-from blocks.spec import Port, Resources, block
+from blocks.spec import Port, Quantity, Resources, block
 
 DAY = pd.Timedelta(days=1)
 YEAR_DAYS = 365.25
@@ -262,6 +263,14 @@ def _minimum_days(method: str, horizon: int, interval: float, folds: int) -> int
     return fit + folds * horizon
 
 
+def _same_date_a_year_before(index: pd.DatetimeIndex, positions: np.ndarray) -> np.ndarray:
+    """Position in ``index`` of the same calendar date one year before each of ``positions`` (29 February
+    falls back to 28 February), or -1 where that date is not in the series.
+
+    By date, not 365 rows back: after a 29 February, 365 rows back is one day off for a whole year."""
+    return index.get_indexer(index[positions] - pd.DateOffset(years=1))
+
+
 def _backtest(
     ctx: StepContext, series: pd.Series, forecaster: Forecaster, horizon: int, interval: float, folds: int,
 ) -> pd.DataFrame:
@@ -276,8 +285,9 @@ def _backtest(
         forecast = forecaster(history, horizon, interval)
         error = forecast.mean - actual
         persistence = np.abs(values[end - 1] - actual)
-        year_before = np.arange(end, end + horizon) - 365
-        seasonal = np.abs(values[year_before] - actual) if year_before[0] >= 0 else np.full(horizon, np.nan)
+        year_before = _same_date_a_year_before(series.index, np.arange(end, end + horizon))
+        known = (year_before >= 0).all()
+        seasonal = np.abs(values[year_before] - actual) if known else np.full(horizon, np.nan)
         inside = (actual >= forecast.lower) & (actual <= forecast.upper)
         rows.append({
             "fold": fold,
@@ -303,7 +313,8 @@ def _backtest(
     title="Forecast a time series",
     category="ml",
     inputs=(Port("series", "table", "Time series",
-                 "A daily time series: a `time` column (one row per day, no gaps) and a numeric column."),),
+                 "A daily time series: a `time` column (one row per day, no gaps) and a numeric column.",
+                 quantity=Quantity(params=("column",), real_dates=True)),),
     outputs=(
         Port("forecast", "table", "Forecast",
              "The recent observations followed by the forecast with its lower and upper bounds."),
@@ -430,6 +441,18 @@ def forecast(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any]) -
             f"{interval:.0%} interval {backtest['coverage'].mean():.0%}"
         )
     ctx.progress(1.0, f"forecast {horizon} days with {method} in {clock.monotonic() - started:.1f} s")
+    source = column_attrs(table, column)
+    if source.get("units"):
+        values = {"observed": "observed value", "forecast": "forecast (mean)",
+                  "lower": "lower end of the prediction interval",
+                  "upper": "upper end of the prediction interval"}
+        table_out = with_columns(table_out, {name: on_scale_attrs(source, what)
+                                             for name, what in values.items()})
+        backtest = with_columns(backtest, {
+            name: difference_attrs(source, what) for name, what in (
+                ("mae", "mean absolute error"), ("rmse", "root-mean-square error"),
+                ("persistence_mae", "mean absolute error of persistence"),
+                ("seasonal_naive_mae", "mean absolute error of the same date a year before"))})
     return {"forecast": table_out, "backtest": backtest}
 
 

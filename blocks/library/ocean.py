@@ -24,7 +24,7 @@ from blocks.library.geo import (
     with_history,
     wrap_longitudes,
 )
-from blocks.spec import Port, block
+from blocks.spec import Derived, Port, block
 
 TIME_STEPS_PER_CHUNK = 120
 """Area means are computed this many time steps at a time, to bound memory and report progress."""
@@ -228,7 +228,8 @@ def subset_dataset(ctx: StepContext, dataset: xr.Dataset, params: dict[str, Any]
     title="Subset area, period and variables",
     category="transform",
     inputs=(Port("dataset", "dataset", "Dataset", "The gridded dataset to cut."),),
-    outputs=(Port("dataset", "dataset", "Subset", "The same dataset restricted to the selection."),),
+    outputs=(Port("dataset", "dataset", "Subset", "The same dataset restricted to the selection.",
+                  quantity=Derived(from_port="dataset", keep="variables")),),
     parameters=SUBSET_PARAMETERS,
 )
 def subset(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, xr.Dataset]:
@@ -255,7 +256,8 @@ def subset(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any]) -> 
     title="Subset area, depth, period and variables",
     category="transform",
     inputs=(Port("dataset", "dataset", "Dataset", "The gridded dataset to cut."),),
-    outputs=(Port("dataset", "dataset", "Subset", "The same dataset restricted to the selection."),),
+    outputs=(Port("dataset", "dataset", "Subset", "The same dataset restricted to the selection.",
+                  quantity=Derived(from_port="dataset", keep="variables")),),
     parameters={**SUBSET_PARAMETERS, "properties": {**SUBSET_PARAMETERS["properties"], **DEPTH_PARAMETERS}},
 )
 def subset_with_depth(
@@ -310,7 +312,8 @@ def _area_dims(dataset: xr.Dataset, name: str) -> tuple[str, str, str]:
     title="Area mean time series",
     category="analytics",
     inputs=(Port("dataset", "dataset", "Dataset", "A gridded dataset with time, latitude and longitude."),),
-    outputs=(Port("table", "table", "Time series", "One row per time: the date and the area mean."),),
+    outputs=(Port("table", "table", "Time series", "One row per time: the date and the area mean.",
+                  quantity=Derived(from_port="dataset", keep="variable")),),
     parameters={
         "type": "object",
         "additionalProperties": False,
@@ -348,5 +351,5 @@ def area_mean(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any]) 
     values = np.concatenate(means) if means else np.array([], dtype=np.float64)
     if np.isnan(values).all():
         raise ValueError(f"variable: {name!r} has no valid values (all missing) in this area and period")
-    table = time_series_table(dataset[name].indexes[time], {name: values})
+    table = time_series_table(dataset[name].indexes[time], {name: values}, {name: dataset[name].attrs})
     return {"table": table}

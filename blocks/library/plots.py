@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from blocks.context import StepContext
+from blocks.library.cf import column_attrs, pretty_units
 from blocks.library.geo import TIME_COLUMN, column_list, iso_column, numeric_column, numeric_columns
 from blocks.spec import Port, block
 
@@ -154,8 +155,8 @@ def timeseries(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any])
 
     **What comes out:** an interactive line chart (zoom, pan, hover to read values) with time along
     the bottom and the chosen column up the side. Choose the column, the title and the axis label
-    (tables do not record units, so write them in the label, e.g. `SST (°C)`), or leave them empty to
-    plot the first numeric column labelled with its name.
+    (e.g. `SST (°C)`), or leave them empty to plot the first numeric column labelled with its name and
+    the units the table records for it (e.g. `sst (°C)`).
 
     **Long series:** above 10,000 points the line is thinned so the figure stays quick to open: the
     series is cut into equal time buckets and each keeps its lowest and highest value, so peaks and
@@ -167,7 +168,8 @@ def timeseries(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any])
         raise ValueError(f"the table has no {TIME_COLUMN!r} column; columns: {column_list(table)}")
     # A named column may hold true/false values; the default is the first column of real numbers.
     column = numeric_column(table, params.get("column"), booleans=bool(params.get("column")))
-    y_label = params.get("y_label") or column
+    recorded = pretty_units(column_attrs(table, column).get("units", ""))
+    y_label = params.get("y_label") or _with_unit(column, recorded)
     values = table[column].astype(float)
     times, shown, thinned = _thinned(table[TIME_COLUMN], values)
     # Plain lists keep the saved JSON readable without plotly's binary array encoding.
@@ -328,6 +330,17 @@ def _discrete_scale() -> list[list[Any]]:
     return scale
 
 
+def _temperature_units(ctx: StepContext, table: pd.DataFrame, given: str) -> str:
+    """The units of the daily table's temperatures: those recorded with the table (e.g. °F from a series
+    in °F) win over the ``units`` parameter, which only fills in for tables without metadata."""
+    recorded = pretty_units(column_attrs(table, "temperature").get("units", ""))
+    default = heatwave_calendar.spec.parameters["properties"]["units"]["default"]
+    if recorded and given not in ("", default, recorded):
+        ctx.log(f"units: the table records its temperatures in {recorded}, not {given}; showing {recorded}",
+                level="warning")
+    return recorded or given
+
+
 @block(
     id="plot.heatwave_calendar",
     version="1.0.0",
@@ -379,7 +392,7 @@ def heatwave_calendar(ctx: StepContext, inputs: dict[str, Any], params: dict[str
     table = table.assign(time=_times(table)).sort_values(TIME_COLUMN).reset_index(drop=True)
     times = table[TIME_COLUMN].dt.normalize()
     levels = _category_levels(table["category"])
-    units = params.get("units", "")
+    units = _temperature_units(ctx, table, params.get("units", ""))
     ctx.progress(0.3, "building the calendar")
 
     years = np.arange(times.dt.year.min(), times.dt.year.max() + 1)

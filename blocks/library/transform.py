@@ -7,13 +7,24 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pint
 import shapely
 import xarray as xr
 from shapely.geometry import shape
 
 from blocks.context import StepContext
 from blocks.expressions import ExpressionError, evaluate, parse
+from blocks.library.cf import (
+    DIFFERENCE,
+    ON_SCALE,
+    UNKNOWN,
+    coulomb_hint,
+    is_temperature,
+    linear_conversion,
+    on_scale_attrs,
+    parse_units,
+    temperature_kind,
+    with_columns,
+)
 from blocks.library.geo import (
     OBSERVATION_COLUMNS,
     coverage,
@@ -28,7 +39,7 @@ from blocks.library.geo import (
     with_history,
     wrap_longitudes,
 )
-from blocks.spec import Port, block
+from blocks.spec import Derived, Port, Quantity, block
 
 TIME_STEPS_PER_CHUNK = 120
 """Region means are computed this many time steps at a time, to bound memory and report progress."""
@@ -249,7 +260,8 @@ def region_mask(geometry: shapely.Geometry, lat: np.ndarray, lon: np.ndarray) ->
     category="transform",
     inputs=(Port("dataset", "dataset", "Dataset", "A gridded dataset with time, latitude and longitude."),),
     outputs=(Port("table", "table", "Time series",
-                  "One row per time: the date and the region mean of each variable."),),
+                  "One row per time: the date and the region mean of each variable.",
+                  quantity=Derived(from_port="dataset", keep="variables")),),
     parameters={
         "type": "object",
         "additionalProperties": False,
@@ -332,7 +344,8 @@ def region_mean(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any]
     for name, values in columns_out.items():
         if np.isnan(values).all():
             ctx.log(f"{name}: no valid value inside the polygon", level="warning")
-    return {"table": time_series_table(dataset.indexes[time], columns_out)}
+    return {"table": time_series_table(dataset.indexes[time], columns_out,
+                                       {name: dataset[name].attrs for name in columns_out})}
 
 
 # ---- transform.interpolate_to_points ------------------------------------------------------------
@@ -402,6 +415,28 @@ def _point_variable(dataset: xr.Dataset, name: str, lat: str, lon: str, time: st
     return variable
 
 
+def _is_global(longitudes: pd.Index) -> bool:
+    """Whether evenly spaced ``longitudes`` go all the way round (n steps make 360°), in either
+    convention (0 to 360 or -180 to 180), so the grid is periodic across the seam."""
+    values = np.sort(np.asarray(longitudes, dtype=np.float64))
+    if values.size < 3:
+        return False
+    steps = np.diff(values)
+    step = float(np.median(steps))
+    if step <= 0 or not np.allclose(steps, step, rtol=1e-3, atol=1e-6):
+        return False
+    return abs(values[-1] - values[0] + step - 360.0) <= 1e-3 * step + 1e-6
+
+
+def _periodic(variable: xr.DataArray, lon: str) -> xr.DataArray:
+    """``variable`` (ascending longitudes, global) with its last column repeated 360° west of the first
+    and its first column 360° east of the last, so points across the seam interpolate between them."""
+    values = np.asarray(variable.indexes[lon], dtype=np.float64)
+    west = variable.isel({lon: [-1]}).assign_coords({lon: [values[-1] - 360.0]})
+    east = variable.isel({lon: [0]}).assign_coords({lon: [values[0] + 360.0]})
+    return xr.concat([west, variable, east], dim=lon)
+
+
 def _interpolated(variable: xr.DataArray, indexers: dict[str, xr.DataArray]) -> np.ndarray:
     """Multilinear interpolation at points, in one vectorised call, where a missing grid value only
     counts when its weight is not zero (so a point on a grid node next to land gets the node's value).
@@ -414,6 +449,25 @@ def _interpolated(variable: xr.DataArray, indexers: dict[str, xr.DataArray]) -> 
     values = np.asarray(result["value"].values, dtype=np.float64)
     valid = np.asarray(result["valid"].values, dtype=np.float64)
     return np.where(valid > 1.0 - 1e-9, values, np.nan)
+
+
+def _matched_columns(dataset: xr.Dataset, pairs: dict[str, str]) -> dict[str, dict[str, str]]:
+    """CF attributes of the matched table: positions, and the observed and modelled values in the units
+    of the dataset variable when every matched variable has the same units (rows of variables in
+    different units share one column, which then has no single unit)."""
+    columns: dict[str, dict[str, str]] = {
+        "lat": {"units": "degrees_north", "standard_name": "latitude"},
+        "lon": {"units": "degrees_east", "standard_name": "longitude"},
+        "depth": {"units": "m", "standard_name": "depth", "long_name": "depth below the surface"},
+    }
+    attrs = [dataset[name].attrs for name in pairs.values()]
+    units = {str(each.get("units", "")) for each in attrs}
+    if len(units) == 1 and units != {""}:
+        kept = on_scale_attrs(attrs[0]) if len(attrs) == 1 else {
+            key: value for key, value in on_scale_attrs(attrs[0]).items() if key != "long_name"}
+        columns["modelled"] = {**kept, "long_name": f"modelled {kept.get('long_name', 'value')}"}
+        columns["observed"] = {**kept, "long_name": f"observed {kept.get('long_name', 'value')}"}
+    return columns
 
 
 @block(
@@ -496,8 +550,11 @@ def interpolate_to_points(
     lon_values = np.asarray(wrap_longitudes(table["lon"].to_numpy(),
                                             longitude_convention(dataset.indexes[lon])), dtype=np.float64)
     lat_index, lon_index = dataset.indexes[lat], dataset.indexes[lon]
+    periodic = _is_global(lon_index)
+    if periodic:
+        ctx.log("the grid goes all the way round in longitude: interpolating across the seam")
     in_grid = ((table["lat"] >= lat_index.min()) & (table["lat"] <= lat_index.max())
-               & (lon_values >= lon_index.min()) & (lon_values <= lon_index.max())).to_numpy()
+               & (periodic | ((lon_values >= lon_index.min()) & (lon_values <= lon_index.max())))).to_numpy()
     times = table["time"].to_numpy(dtype="datetime64[ns]")
     in_time = np.ones(len(table), dtype=bool)
     clamped = times
@@ -540,6 +597,8 @@ def interpolate_to_points(
     done, total = 0, max(order.size, 1)
     for observed_name, dataset_name in pairs.items():
         variable = _point_variable(dataset, dataset_name, lat, lon, time, depth)
+        if periodic:
+            variable = _periodic(variable, lon)
         rows = order[names[order] == observed_name]
         for first in range(0, rows.size, POINTS_PER_CHUNK):
             chunk = rows[first:first + POINTS_PER_CHUNK]
@@ -584,50 +643,16 @@ def interpolate_to_points(
         "observed": table["value"].to_numpy(),
         "modelled": modelled,
     })
-    return {"matched": result[list(MATCHED_COLUMNS)]}
+    return {"matched": with_columns(result[list(MATCHED_COLUMNS)], _matched_columns(dataset, pairs))}
 
 
 # ---- transform.convert_units --------------------------------------------------------------------
 
-def _registry() -> pint.UnitRegistry:
-    import cf_xarray.units
-    import pint_xarray
-
-    pint_xarray.setup_registry(cf_xarray.units.units)
-    return cf_xarray.units.units
-
-
-UNIT_SPELLINGS = {
-    "degrees_C": "degree_Celsius", "degree_C": "degree_Celsius", "degrees_c": "degree_Celsius",
-    "degree_c": "degree_Celsius", "degrees_K": "kelvin", "degree_K": "kelvin",
-}
-"""Spellings found in real products (e.g. 'degrees_C' in Copernicus Marine) that the CF registry lacks."""
-
-
-def _parse_units(registry: pint.UnitRegistry, text: str, what: str) -> pint.Quantity:
-    """``text`` as a quantity (scale factor times unit, e.g. 1e-3 for per mille), or ValueError."""
-    try:
-        quantity = registry.parse_expression(UNIT_SPELLINGS.get(text, text))
-    except pint.errors.UndefinedUnitError as error:
-        unknown = ", ".join(repr(name) for name in error.unit_names) if error.unit_names else repr(text)
-        raise ValueError(f"{what}: unknown unit {unknown} in {text!r}") from None
-    except Exception as error:  # pint raises several kinds for unreadable text
-        raise ValueError(f"{what}: cannot read the unit {text!r} ({type(error).__name__})") from None
-    if not isinstance(quantity, registry.Quantity):
-        quantity = registry.Quantity(quantity)
-    if not np.isfinite(quantity.magnitude) or quantity.magnitude == 0:
-        raise ValueError(f"{what}: {text!r} is not a usable unit")
-    return quantity
-
-
-def _converted(variable: xr.DataArray, source: pint.Quantity, target: pint.Quantity,
-               registry: pint.UnitRegistry) -> xr.DataArray:
-    """Values in ``source`` units converted to ``target`` units with pint-xarray (stays lazy)."""
-    quantified = variable.pint.quantify(source.units, unit_registry=registry)
-    converted = quantified.pint.to(target.units).pint.dequantify()
-    scale = source.magnitude / target.magnitude
-    converted = converted * scale if scale != 1 else converted
-    return converted.astype(variable.dtype) if variable.dtype.kind == "f" else converted
+def _converted(values: Any, factor: float, offset: float) -> Any:
+    """``values * factor + offset`` (lazy for dask arrays), keeping a floating dtype."""
+    converted = values * factor + offset if offset else values * factor
+    dtype = getattr(values, "dtype", None)
+    return converted.astype(dtype) if dtype is not None and dtype.kind == "f" else converted
 
 
 RANGE_ATTRIBUTES = ("valid_min", "valid_max", "valid_range", "actual_range")
@@ -638,8 +663,11 @@ RANGE_ATTRIBUTES = ("valid_min", "valid_max", "valid_range", "actual_range")
     version="1.0.0",
     title="Convert units",
     category="transform",
-    inputs=(Port("dataset", "dataset", "Dataset", "A gridded dataset whose variables have units."),),
-    outputs=(Port("dataset", "dataset", "Dataset", "The same dataset with the variable in the new units."),),
+    inputs=(Port("dataset", "dataset", "Dataset", "A gridded dataset whose variables have units.",
+                 quantity=Quantity(params=("variable",))),),
+    outputs=(Port("dataset", "dataset", "Dataset", "The same dataset with the variable in the new units.",
+                  quantity=Derived(from_port="dataset", op="convert", variable="variable",
+                                   units="to_units")),),
     parameters={
         "type": "object",
         "additionalProperties": False,
@@ -663,36 +691,58 @@ def convert_units(ctx: StepContext, inputs: dict[str, Any], params: dict[str, An
     attribute set to the new units exactly as written. Valid ranges (`valid_min`, `valid_max`...)
     are converted too; everything else is unchanged.
 
+    **Temperatures and temperature differences:** 20 °C is 293.15 K, but a difference of 0.5 °C (an
+    anomaly, a trend) is 0.5 K. As in CF 1.11, the variable's `units_metadata` says which:
+    `temperature: difference` is converted without the scale offset (°C ↔ K factor 1, °F ↔ °C
+    factor 5/9), `temperature: on_scale` with it. Anomalies and trends made by the portal carry
+    `temperature: difference`. A temperature without `units_metadata` is taken as on the scale when
+    the conversion needs an offset, and the log warns, naming the variable.
+
     **Method:** conversion factors and offsets come from the pint units library with the CF units
-    definitions of cf-xarray; none are typed by hand. The step fails when a unit is unknown, when the
-    two units measure different things (e.g. a speed and a temperature), or when the variable has no
-    units.
+    definitions of cf-xarray; none are typed by hand. As in UDUNITS, `C` is the coulomb (degrees
+    Celsius are `degC` or `degree_Celsius`). The step fails when a unit is unknown, when the two units
+    measure different things (e.g. a speed and a temperature), or when the variable has no units.
     """
     dataset, name, to_units = inputs["dataset"], params["variable"], params["to_units"].strip()
     require_variables(dataset, [name], "variable")
     from_units = dataset[name].attrs.get("units")
     if from_units is None or not str(from_units).strip():
         raise ValueError(f"variable: {name!r} has no units attribute, so its values cannot be converted")
-    registry = _registry()
-    source = _parse_units(registry, str(from_units).strip(), f"variable: the units of {name!r}")
-    target = _parse_units(registry, to_units, "to_units")
+    source = parse_units(str(from_units).strip(), f"variable: the units of {name!r}")
+    target = parse_units(to_units, "to_units")
     if source.dimensionality != target.dimensionality:
         raise ValueError(
             f"to_units: {name!r} is in {from_units!r} ({source.dimensionality}), which cannot be converted "
-            f"to {to_units!r} ({target.dimensionality})"
+            f"to {to_units!r} ({target.dimensionality}){coulomb_hint(f'{from_units} {to_units}')}"
         )
-    variable = _lazy(_unpacked(dataset[name]))
     try:
-        converted = _converted(variable, source, target, registry)
+        factor, offset = linear_conversion(source, target)
     except Exception as error:  # e.g. pint refusing a scaled offset unit
         raise ValueError(f"to_units: cannot convert {from_units!r} to {to_units!r}: {error}") from None
+    variable = _lazy(_unpacked(dataset[name]))
     attrs = dict(variable.attrs)
+    kind = temperature_kind(attrs)
+    if is_temperature(source) and offset:
+        if kind == UNKNOWN:
+            raise ValueError(
+                f"variable: {name!r} has units_metadata {attrs['units_metadata']!r}, so whether it holds "
+                f"temperatures or temperature differences is unknown, and {from_units!r} -> {to_units!r} "
+                "differs between the two; set units_metadata to 'temperature: on_scale' or "
+                "'temperature: difference'")
+        if kind is None:
+            ctx.log(f"variable {name!r}: no units_metadata says whether its values are temperatures on the "
+                    "scale or temperature differences; treating them as on the scale (CF 1.11), so "
+                    f"{from_units} -> {to_units} adds the scale offset. Anomalies and trends need "
+                    "units_metadata 'temperature: difference'", level="warning")
+            kind = ON_SCALE
+        if kind == DIFFERENCE:
+            offset = 0.0
+        attrs["units_metadata"] = kind
+    converted = _converted(variable, factor, offset)
     for key in RANGE_ATTRIBUTES:
         if key in attrs:
             try:
-                values = _converted(xr.DataArray(np.asarray(attrs[key], dtype=np.float64)), source, target,
-                                    registry)
-                attrs[key] = values.values.astype(np.float64).tolist()
+                attrs[key] = _converted(np.asarray(attrs[key], dtype=np.float64), factor, offset).tolist()
             except (TypeError, ValueError):
                 del attrs[key]
     converted.attrs = {**attrs, "units": to_units}
@@ -711,7 +761,9 @@ def convert_units(ctx: StepContext, inputs: dict[str, Any], params: dict[str, An
     title="Calculate a new variable",
     category="transform",
     inputs=(Port("dataset", "dataset", "Dataset", "A gridded dataset."),),
-    outputs=(Port("dataset", "dataset", "Dataset", "The same dataset with the new variable added."),),
+    outputs=(Port("dataset", "dataset", "Dataset", "The same dataset with the new variable added.",
+                  quantity=Derived(from_port="dataset", op="add", name="name", units="units",
+                                   long_name="long_name")),),
     parameters={
         "type": "object",
         "additionalProperties": False,

@@ -32,6 +32,7 @@ import {
   serialise,
 } from "./document.js";
 import { connectionProblem } from "./connect.js";
+import { FixError, fixLabel, fixOf, insertOnEdge } from "./fixes.js";
 import { canRedo, canUndo, initHistory, record, redo, reset, undo } from "./history.js";
 import { layeredLayout } from "./layout.js";
 import { api, errorText } from "./api.js";
@@ -244,6 +245,25 @@ function Editor({ config, specs, initialDocument }) {
     });
     return { byNode, byPort, list };
   }, [issues, nodes, catalog]);
+
+  /** Apply the fix a validation issue offers (e.g. insert a unit conversion on its edge): one undoable change. */
+  const applyFix = useCallback(
+    (issue) => {
+      const fix = fixOf(issue);
+      if (!fix) return;
+      try {
+        const result = insertOnEdge(nodesRef.current, edgesRef.current, issue, catalog);
+        setNodes(result.nodes);
+        setEdges(result.edges);
+        say(`${fixLabel(fix)}: added ${result.id} before ${issue.node}.${issue.port}.`);
+      } catch (error) {
+        if (!(error instanceof FixError)) throw error;
+        say(error.message, "error");
+      }
+    },
+    [catalog, say],
+  );
+  const issuesContext = useMemo(() => ({ ...issueIndex, applyFix }), [issueIndex, applyFix]);
 
   // --- graph edits -------------------------------------------------------------------------
   const onNodesChange = useCallback((changes) => setNodes((current) => applyNodeChanges(changes, current)), []);
@@ -771,7 +791,7 @@ function Editor({ config, specs, initialDocument }) {
 
   return (
     <EditorContext.Provider value={editorContext}>
-      <IssuesContext.Provider value={issueIndex}>
+      <IssuesContext.Provider value={issuesContext}>
         <div className="iliad-editor">
           <div className="ed-toolbar" role="toolbar" aria-label="Pipeline actions">
             <label htmlFor="pipeline-name" className="visually-hidden">Pipeline name</label>
@@ -859,6 +879,7 @@ function Editor({ config, specs, initialDocument }) {
               onDelete={deleteNodes}
               onCopy={copySelection}
               onFocusIssue={(issue) => issue.nodeRef && focusNode(issue.nodeRef)}
+              onFix={applyFix}
               onRestore={restoreVersion}
             />
           </div>

@@ -428,8 +428,10 @@ def test_current_statistics_bad_datasets(tmp_path: Path) -> None:
     message = "u: no variable has standard_name 'eastward_sea_water_velocity'; name it with the 'u' parameter"
     with pytest.raises(ValueError, match=re.escape(message)):
         run_currents(tmp_path, without)
-    with pytest.raises(ValueError, match=re.escape("u: 'east' has units 'knots'; expected a speed in m s-1")):
-        run_currents(tmp_path, point_currents([0.1] * 4, [0.1] * 4, units="knots"))
+    with pytest.raises(ValueError, match=re.escape("u: 'east' has units 'degC', which is not a speed")):
+        run_currents(tmp_path, point_currents([0.1] * 4, [0.1] * 4, units="degC"))
+    with pytest.raises(ValueError, match=re.escape("u: 'east' has no units attribute")):
+        run_currents(tmp_path, point_currents([0.1] * 4, [0.1] * 4, units=""))
     with pytest.raises(ValueError, match=re.escape("have no valid values (all missing)")):
         run_currents(tmp_path, point_currents([np.nan] * 4, [np.nan] * 4))
     deep = xr.concat([good, good], dim="depth").transpose("time", "depth", "lat", "lon")

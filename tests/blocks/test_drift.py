@@ -7,6 +7,7 @@ module-scoped fixtures and the error tests fail before any simulation starts.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -213,6 +214,30 @@ def test_velocities_are_found_by_common_names(tmp_path: Path) -> None:
                    use_landmask=False)
     moved_north = result["trajectories"]["lat"].values[:, -1] - RELEASE["lat"]
     np.testing.assert_allclose(moved_north, 0.2 * 6 * 3600 / 111_100, rtol=0.02)
+
+
+def test_velocities_in_cm_per_second_are_converted(tmp_path: Path) -> None:
+    currents = uniform_currents(u=0.0, v=20.0)
+    for name in ("uo", "vo"):
+        currents[name].attrs["units"] = "cm s-1"
+    result = drift(tmp_path, currents, model="larvae", **RELEASE, particles=3, radius_m=0, duration_hours=6,
+                   use_landmask=False)
+    moved_north = result["trajectories"]["lat"].values[:, -1] - RELEASE["lat"]
+    np.testing.assert_allclose(moved_north, 0.2 * 6 * 3600 / 111_100, rtol=0.02)  # 20 cm/s = 0.2 m/s
+
+
+@pytest.mark.parametrize(("units", "message"), [
+    (None, "currents: 'vo' has no units attribute; give it one"),
+    ("C", "currents: 'vo' has units 'C', which is not a speed (in CF/UDUNITS 'C' is the coulomb"),
+    ("bananas", "currents: the units of 'vo': unknown unit"),
+])
+def test_velocity_units_are_read_not_guessed(tmp_path: Path, units: str | None, message: str) -> None:
+    currents = uniform_currents()
+    currents["vo"].attrs.pop("units")
+    if units:
+        currents["vo"].attrs["units"] = units
+    with pytest.raises(ValueError, match=re.escape(message)):
+        drift(tmp_path, currents, **RELEASE)
 
 
 def test_unknown_oil_type_lists_close_matches(tmp_path: Path) -> None:

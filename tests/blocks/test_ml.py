@@ -235,3 +235,15 @@ def test_anomaly_rejects_bad_contamination(tmp_path: Path) -> None:
 def test_anomaly_rejects_table_without_time(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="series: the table has no 'time' column; columns: sst"):
         detect(tmp_path, pd.DataFrame({"sst": [1.0, 2.0]}))
+
+
+def test_seasonal_naive_baseline_uses_the_same_date_a_year_before_across_29_february(tmp_path: Path) -> None:
+    # Every calendar date has its own value, repeated each year: the same date a year before is a
+    # perfect forecast, while 365 rows back is one day off from 1 March 2024 onwards.
+    times = pd.date_range("2023-01-01", "2024-04-30", freq="D")
+    values = 0.3 * times.month.to_numpy() + 0.01 * times.day.to_numpy() ** 1.5
+    table = pd.DataFrame({"time": times.strftime("%Y-%m-%d"), "sst": values})
+    backtest = run_forecast(tmp_path, table, method="sarimax", horizon_days=14, backtest_folds=4)["backtest"]
+    assert backtest["first_day"].iloc[0] >= "2024-03-01"
+    # Hand-computed: same date a year before (2023 has no 29 February, none is in these folds).
+    assert backtest["seasonal_naive_mae"].tolist() == pytest.approx([0.0] * 4, abs=1e-12)

@@ -163,6 +163,68 @@ def test_public_address_passes() -> None:
     check_url("https://[2001:4860:4860::8888]/")
 
 
+PRIVATE = "a private network address"
+LINK_LOCAL_V4 = "a link-local address (this includes cloud metadata services)"
+
+
+@pytest.mark.parametrize(("address", "reason"), [
+    # IANA IPv4 special-purpose registry, one representative address per range
+    ("0.1.2.3", "a 'this network' address (0.0.0.0/8)"),
+    ("0.0.0.0", "the unspecified address"),
+    ("10.200.0.1", PRIVATE),
+    ("100.127.255.254", "a carrier-grade NAT address (100.64.0.0/10)"),
+    ("127.0.0.2", "a loopback address"),
+    ("169.254.10.20", LINK_LOCAL_V4),
+    ("172.31.255.254", PRIVATE),
+    ("192.0.0.9", "an IETF protocol assignment (192.0.0.0/24)"),
+    ("192.0.2.45", "a documentation address (192.0.2.0/24)"),
+    ("192.88.99.1", "a deprecated 6to4 relay anycast address (192.88.99.0/24)"),
+    ("192.168.255.1", PRIVATE),
+    ("198.19.0.1", "a benchmarking address (198.18.0.0/15)"),
+    ("198.51.100.7", "a documentation address (198.51.100.0/24)"),
+    ("203.0.113.9", "a documentation address (203.0.113.0/24)"),
+    ("239.255.255.250", "a multicast address"),
+    ("250.1.2.3", "a reserved address"),
+    ("255.255.255.255", "the broadcast address"),
+    # IANA IPv6 special-purpose registry
+    ("::", "the unspecified address"),
+    ("::1", "a loopback address"),
+    ("::8.8.8.8", "a reserved address"),  # IPv4-compatible, deprecated
+    ("::ffff:8.8.8.8", "an IPv4-mapped address (::ffff:0:0/96)"),
+    ("::ffff:192.168.0.1", f"{PRIVATE} (192.168.0.1) written as an IPv6 address"),
+    ("64:ff9b::a00:1", f"{PRIVATE} (10.0.0.1) written as an IPv6 address"),
+    ("64:ff9b:1::808:808", "a local-use NAT64 address (64:ff9b:1::/48)"),
+    ("100::1", "a discard-only address (100::/64)"),
+    ("2001:0:4136:e378:8000:63bf:f7f7:f7f7", "a Teredo tunnel address (2001::/32)"),  # client 8.8.8.8
+    ("2001:0:4136:e378:8000:63bf:f5ff:fffe", f"{PRIVATE} (10.0.0.1) written as an IPv6 address"),
+    ("2001:2::1", "an IETF protocol assignment (2001::/23)"),
+    ("2001:db8:85a3::8a2e:370:7334", "a documentation address (2001:db8::/32)"),
+    ("2002:a9fe:a9fe::1", f"{LINK_LOCAL_V4} (169.254.169.254) written as an IPv6 address"),
+    ("3fff:1::1", "a documentation address (3fff::/20)"),
+    ("5f00::1", "a segment routing (SRv6) address (5f00::/16)"),
+    ("fc00::1", PRIVATE),
+    ("fe80::1:2", "a link-local address"),
+    ("fec0::1", "a deprecated site-local address (fec0::/10)"),
+    ("ff05::2", "a multicast address"),
+])
+def test_every_special_purpose_range_is_refused(address: str, reason: str) -> None:
+    assert netguard.unsafe_reason(ipaddress.ip_address(address)) == reason
+    host = f"[{address}]" if ":" in address else address
+    with pytest.raises(UnsafeURL, match="is refused") as caught:
+        check_url(f"http://{host}/data.nc")
+    assert f"is {reason}. Only public internet addresses may be fetched" in str(caught.value)
+
+
+@pytest.mark.parametrize("address", [
+    "8.8.8.8", "1.1.1.1", "192.31.196.1", "2001:4860:4860::8888", "2a00:1450:4007:80e::200e",
+    "2002:808:808::1",  # 6to4 of a public address
+    "64:ff9b::808:808",  # NAT64 of a public address: what DNS64 answers on an IPv6-only network
+    "2001:4:112::1", "2001:1::1",  # globally reachable assignments inside 2001::/23
+])
+def test_public_addresses_pass(address: str) -> None:
+    assert netguard.unsafe_reason(ipaddress.ip_address(address)) is None
+
+
 def test_every_resolved_address_must_be_public(monkeypatch: pytest.MonkeyPatch) -> None:
     records = [ipaddress.ip_address("93.184.216.34"), ipaddress.ip_address("10.0.0.7")]
     monkeypatch.setattr(netguard, "_resolve", lambda host, port: records)

@@ -111,7 +111,7 @@ def test_a_failing_block_gives_a_failed_result_with_traceback(tmp_path: Path, re
     assert "Traceback" in result.error["traceback"] and "sample_blocks.py" in result.error["traceback"]
     assert {"kind": "log", "level": "info", "message": "about to fail"} in events
     errors = [event for event in events if event["kind"] == "log" and event["level"] == "error"]
-    assert len(errors) == 1 and errors[0]["message"].startswith(f"RuntimeError: {FAILURE_MESSAGE}\nTraceback")
+    assert len(errors) == 1 and errors[0]["message"] == f"RuntimeError: {FAILURE_MESSAGE}"
     assert json.loads((tmp_path / "boom" / RESULT_FILE).read_text(encoding="utf-8"))["ok"] is False
 
 
@@ -197,4 +197,4 @@ def test_command_exits_2_on_a_bad_manifest(tmp_path: Path) -> None:
     assert code == 2
     assert events[0]["level"] == "error" and "missing or has a malformed field" in events[0]["message"]
     code, events = run_command(tmp_path / "absent.json")
-    assert code == 2 and "absent.json" in events[0]["message"]
+    assert code == 2 and events[0]["message"].endswith("'<server path>'")  # the full path goes to stderr

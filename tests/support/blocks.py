@@ -3,7 +3,7 @@
 import os
 from pathlib import Path
 
-from blocks.spec import Port, Resources, block
+from blocks.spec import Port, Quantity, Resources, block
 
 
 @block(
@@ -93,3 +93,54 @@ def overrun(ctx, inputs, params):
         ctx.progress(0.5, "still busy")
         time.sleep(0.05)
     return {"result": {"seconds": params["seconds"]}}
+
+
+@block(
+    id="testing.leak_paths",
+    version="1.0.0",
+    title="Fails with server paths in its messages",
+    category="utility",
+    outputs=(Port("result", "json"),),
+    parameters={
+        "type": "object",
+        "properties": {
+            "source": {"type": "string", "default": "demo/sst.nc"},
+            "where": {"enum": ["data", "library"], "default": "data"},
+        },
+        "additionalProperties": False,
+    },
+)
+def leak_paths(ctx, inputs, params):
+    """Reports progress and logs lines naming absolute server paths, then fails: with ``where``
+    "data" by raising an error naming the absolute path of ``source`` in the data space, with
+    "library" inside a library (opening a missing file in the installed jsonschema package)."""
+    import jsonschema
+
+    data_file = (ctx.data_dir / params["source"]).resolve()
+    ctx.progress(0.1, f"reading {data_file}")
+    ctx.log(f"scratch in {ctx.scratch_dir}, code in {Path(__file__).resolve()}")
+    if params["where"] == "library":
+        (Path(jsonschema.__file__).parent / "no-such-schema.json").read_text()
+    raise RuntimeError(f"source: cannot use {data_file}")
+
+
+@block(
+    id="testing.si_currents_model",
+    version="1.0.0",
+    title="Currents model in SI units",
+    category="model",
+    inputs=(Port("currents", "dataset", "Currents", "Eastward and northward sea water velocity in m s-1.",
+                 quantity=Quantity(kind="velocity", units="m s-1", match="standard_name",
+                                   standard_names=("eastward_sea_water_velocity",
+                                                   "northward_sea_water_velocity"))),),
+    outputs=(Port("currents", "dataset", "Currents", "The currents it ran on."),),
+)
+def si_currents_model(ctx, inputs, params):
+    """Stands for a numerical model with a fixed unit contract: it refuses velocities not in m s-1
+    (declared on its input, so the portal catches them before a run and offers a conversion)."""
+    dataset = inputs["currents"]
+    for name, variable in dataset.data_vars.items():
+        if variable.attrs.get("standard_name", "").endswith("sea_water_velocity"):
+            if variable.attrs.get("units") != "m s-1":
+                raise ValueError(f"currents: {name!r} is in {variable.attrs.get('units')!r}, not m s-1")
+    return {"currents": dataset}

@@ -3,6 +3,7 @@ import { Handle, Position } from "@xyflow/react";
 import { inHandle, outHandle } from "../document.js";
 import { portClass } from "../ports.js";
 import { EditorContext, IssuesContext } from "../context.js";
+import { fixLabel, fixOf } from "../fixes.js";
 
 function Port({ nodeId, port, direction, issues, pending, onActivate }) {
   const isInput = direction === "in";
@@ -39,7 +40,7 @@ function Port({ nodeId, port, direction, issues, pending, onActivate }) {
 
 function BlockNode({ id, data, selected }) {
   const { catalog, pending, onPortActivate } = useContext(EditorContext);
-  const { byNode, byPort } = useContext(IssuesContext);
+  const { byNode, byPort, applyFix } = useContext(IssuesContext);
   const spec = catalog.get(data.block, data.version);
   const issues = byNode.get(id);
   const docId = data.docId !== undefined ? String(data.docId) : id;
@@ -77,7 +78,22 @@ function BlockNode({ id, data, selected }) {
       {issues ? (
         <ul className="node-issues">
           {issues.map((issue, index) => (
-            <li key={index} data-code={issue.code} title={issue.message}>{issue.message}</li>
+            <li key={index} data-code={issue.code} title={issue.message}>
+              <span className="issue-text">{issue.message}</span>
+              {fixOf(issue) && applyFix ? (
+                <button
+                  type="button"
+                  className="fix-button nodrag"
+                  title={fixOf(issue).title}
+                  onClick={(event) => {
+                    event.stopPropagation();
+                    applyFix(issue);
+                  }}
+                >
+                  {fixLabel(fixOf(issue))}
+                </button>
+              ) : null}
+            </li>
           ))}
         </ul>
       ) : null}

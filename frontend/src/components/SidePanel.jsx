@@ -4,6 +4,7 @@ import { Suspense, lazy, useEffect, useState } from "react";
 const ParamsForm = lazy(() => import("./ParamsForm.jsx"));
 import { NODE_ID_RE } from "../document.js";
 import { portClass } from "../ports.js";
+import { fixLabel, fixOf } from "../fixes.js";
 
 function NodeIdField({ node, onRename }) {
   const current = node.data.docId !== undefined ? String(node.data.docId) : node.id;
@@ -108,7 +109,7 @@ function Inspector({ node, catalog, issues, onParams, onLabel, onVersion, onRena
   );
 }
 
-function Problems({ issues, checking, onFocusIssue }) {
+function Problems({ issues, checking, onFocusIssue, onFix }) {
   return (
     <section className="problems" aria-labelledby="problems-title">
       <h2 id="problems-title">
@@ -123,6 +124,11 @@ function Problems({ issues, checking, onFocusIssue }) {
               <button type="button" className="link" onClick={() => onFocusIssue(issue)} disabled={!issue.nodeRef}>
                 {issue.node ? <code>{issue.node}{issue.port ? `.${issue.port}` : ""}</code> : null} {issue.message}
               </button>
+              {fixOf(issue) ? (
+                <button type="button" className="small fix-button" title={fixOf(issue).title} onClick={() => onFix(issue)}>
+                  {fixLabel(fixOf(issue))}
+                </button>
+              ) : null}
             </li>
           ))}
         </ul>
@@ -182,7 +188,7 @@ export default function SidePanel(props) {
           </div>
         </section>
       )}
-      <Problems issues={props.issues} checking={props.checking} onFocusIssue={props.onFocusIssue} />
+      <Problems issues={props.issues} checking={props.checking} onFocusIssue={props.onFocusIssue} onFix={props.onFix} />
       <Versions pipeline={props.pipeline} versions={props.versions} onRestore={props.onRestore} />
     </aside>
   );

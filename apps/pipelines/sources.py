@@ -1,0 +1,88 @@
+"""What a pipeline's sources hold, for checking units and quantities before a run.
+
+:func:`describe_source` reads the CF attributes of the variables of a NetCDF file or Zarr store in
+the local data space (``settings.ILIAD_DATA_DIR``) without reading any values, and gives the plain
+dictionary :func:`engine.validate_document` expects. URLs are never fetched while validating: they
+are unknown, and so are files that cannot be read or are not self-contained. Results are cached per
+(path, modification time, size), so the editor's repeated validations read each file once.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+CF_ATTRIBUTES = ("units", "standard_name", "long_name", "units_metadata")
+NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf", ".h5", ".hdf5")
+ZARR_SUFFIXES = (".zarr",)
+
+
+def describe_source(source: str) -> dict[str, Any] | None:
+    """``{"variables": {name: {units, standard_name, ...}}, "calendar": str | None}`` for a data-space
+    path, or None when it is a URL or cannot be described (the run reports why)."""
+    if not isinstance(source, str) or not source.strip() or "://" in source:
+        return None
+    root = Path(settings.ILIAD_DATA_DIR).resolve()
+    try:
+        path = (root / source.strip().lstrip("/")).resolve()
+        if not path.is_relative_to(root):
+            return None
+        is_zarr = path.is_dir() and path.name.lower().endswith(ZARR_SUFFIXES)
+        if not is_zarr and not (path.is_file() and path.name.lower().endswith(NETCDF_SUFFIXES)):
+            return None
+        stamp = _stamp(path, is_zarr)
+    except (OSError, RuntimeError, ValueError):  # too long, a NUL byte, a symlink loop...
+        return None
+    return _described(str(path), source, str(root), is_zarr, *stamp)
+
+
+def _stamp(path: Path, is_zarr: bool) -> tuple[int, int]:
+    """(modification time in ns, size) of a file, or of a Zarr store's metadata."""
+    if is_zarr:
+        for name in ("zarr.json", ".zmetadata", ".zgroup"):
+            if (path / name).exists():
+                path = path / name
+                break
+    status = path.stat()
+    return status.st_mtime_ns, status.st_size
+
+
+@lru_cache(maxsize=256)
+def _described(
+    path_text: str, source: str, root_text: str, is_zarr: bool, mtime_ns: int, size: int
+) -> dict[str, Any] | None:
+    from blocks.formatguard import ensure_self_contained
+
+    path, root = Path(path_text), Path(root_text)
+    try:
+        # Never open a file that would make the library read other files (external links, VDS).
+        ensure_self_contained(path, source=source, root=root)
+        return _read_attributes(path, is_zarr)
+    except Exception:  # noqa: BLE001 - an unreadable source is unknown here; running it says why
+        return None
+
+
+def _read_attributes(path: Path, is_zarr: bool) -> dict[str, Any]:
+    import xarray
+
+    options = {"decode_times": False, "mask_and_scale": False, "decode_coords": "all"}
+    if is_zarr:
+        from zarr.storage import LocalStore
+
+        dataset = xarray.open_zarr(LocalStore(path, read_only=True), chunks=None, **options)
+    else:
+        dataset = xarray.open_dataset(path, engine="netcdf4", chunks=None, **options)
+    with dataset:
+        variables = {
+            str(name): {key: str(variable.attrs[key]) for key in CF_ATTRIBUTES if key in variable.attrs}
+            for name, variable in dataset.data_vars.items()
+        }
+        calendar = None
+        for variable in dataset.variables.values():
+            if variable.attrs.get("standard_name") == "time" or variable.attrs.get("axis") == "T":
+                calendar = str(variable.attrs.get("calendar", "standard"))
+                break
+    return {"variables": variables, "calendar": calendar}
