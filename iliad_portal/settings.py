@@ -103,6 +103,7 @@ INSTALLED_APPS = [
     "apps.pipelines",
     "apps.runs",
     "apps.gallery",
+    "apps.projects",
 ]
 
 MIDDLEWARE = [
@@ -320,6 +321,12 @@ REST_FRAMEWORK = {
     },
     "NUM_PROXIES": ILIAD_PROXY_COUNT if ILIAD_TRUST_X_FORWARDED_FOR else 0,
 }
+# Personal API tokens: a new one lives ILIAD_API_TOKEN_DAYS unless its maker picks another lifetime, at
+# most ILIAD_API_TOKEN_MAX_DAYS.
+ILIAD_API_TOKEN_DAYS = envint("ILIAD_API_TOKEN_DAYS", 90)
+ILIAD_API_TOKEN_MAX_DAYS = envint("ILIAD_API_TOKEN_MAX_DAYS", 365)
+if not 1 <= ILIAD_API_TOKEN_DAYS <= ILIAD_API_TOKEN_MAX_DAYS:
+    raise ImproperlyConfigured("ILIAD_API_TOKEN_DAYS must be between 1 and ILIAD_API_TOKEN_MAX_DAYS")
 SPECTACULAR_SETTINGS = {
     "TITLE": "Iliad Portal API",
     "DESCRIPTION": "Compose ocean digital-twin pipelines from service blocks and run them.",

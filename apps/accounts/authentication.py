@@ -1,16 +1,18 @@
 """DRF authentication with personal API tokens: ``Authorization: Token <key>``."""
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from rest_framework import authentication, exceptions
+from rest_framework import authentication, exceptions, permissions
 
-from apps.accounts.services import api_token_authenticate
+from apps.accounts.services import TokenRefused, api_token_authenticate
 from apps.accounts.throttling import TokenFailureThrottle
 
 
 class ApiTokenAuthentication(authentication.BaseAuthentication):
-    """Returns ``(user, token)`` for a valid, unrevoked token, None without a ``Token`` header; raises
-    AuthenticationFailed (401) for a bad one, and Throttled (429) once the client's address has made
-    too many failed attempts (``token_failure`` rate)."""
+    """Returns ``(user, token)`` for a valid, unrevoked, unexpired token (``request.auth`` is then the
+    ``ApiToken``: its ``project_id``, when set, restricts what the selectors show), None without a
+    ``Token`` header. Raises AuthenticationFailed (401, saying why) for a bad, revoked or expired one,
+    PermissionDenied (403) for a read-only token on an unsafe method, and Throttled (429) once the
+    client's address has made too many failed attempts (``token_failure`` rate)."""
 
     keyword = "Token"
 
@@ -25,10 +27,15 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
                 wait, detail="Too many failed token authentications from your address; tokens are refused."
             )
         try:
-            return self._authenticate_token(header)
+            user, token = self._authenticate_token(header)
         except exceptions.AuthenticationFailed:
             throttle.record_failure(request)
             raise
+        if token.is_read_only and request.method not in permissions.SAFE_METHODS:
+            raise exceptions.PermissionDenied(
+                f"This token is read-only: it may not {request.method} here. Use a read-write token."
+            )
+        return (user, token)
 
     def _authenticate_token(self, header: list[bytes]):
         if len(header) != 2:
@@ -37,9 +44,10 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
             key = header[1].decode()
         except UnicodeError:
             raise exceptions.AuthenticationFailed("Token contains invalid characters.") from None
-        token = api_token_authenticate(key=key)
-        if token is None:
-            raise exceptions.AuthenticationFailed("Invalid or revoked token.")
+        try:
+            token = api_token_authenticate(key=key)
+        except TokenRefused as refused:
+            raise exceptions.AuthenticationFailed(str(refused)) from None
         return (token.user, token)
 
     def authenticate_header(self, request):

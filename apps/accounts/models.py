@@ -5,22 +5,43 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.db import models
+from django.utils import timezone
 
 
 class User(AbstractUser):
     """A portal user. Kept as our own model so identity-provider fields can be added in place."""
 
 
+class TokenScope(models.TextChoices):
+    READ = "read", "read only"
+    WRITE = "write", "read and write"
+
+
 class ApiToken(models.Model):
-    """A personal API token. Only a SHA-256 digest is stored; the key is shown once at creation."""
+    """A personal API token. Only a SHA-256 digest is stored; the key is shown once at creation.
+
+    A token acts as its user, narrowed by its ``scope`` (``read``: safe methods only) and, when
+    ``project`` is set, to that project's objects. It stops working at ``expires_at`` or when revoked.
+    """
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
     name = models.CharField(max_length=100, default="")
     prefix = models.CharField(max_length=8, help_text="First characters of the key, to recognise it.")
     digest = models.CharField(max_length=64, unique=True)
+    scope = models.CharField(max_length=5, choices=TokenScope.choices, default=TokenScope.WRITE)
     created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="Refused from this moment on; empty for tokens made before expiry existed."
+    )
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.user})"
+
+    @property
+    def is_read_only(self) -> bool:
+        return self.scope == TokenScope.READ
+
+    def is_expired(self, now=None) -> bool:
+        return self.expires_at is not None and self.expires_at <= (now or timezone.now())

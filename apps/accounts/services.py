@@ -6,11 +6,12 @@ import hashlib
 import secrets
 from datetime import timedelta
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from apps.accounts.models import ApiToken
+from apps.accounts.models import ApiToken, TokenScope
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
@@ -19,27 +20,77 @@ def token_digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+class TokenRefused(Exception):
+    """A presented token cannot be used; the message says why, in a sentence for the client."""
+
+
+def token_lifetime_bounds() -> tuple[int, int]:
+    """(default, maximum) lifetime of a new token in days (``ILIAD_API_TOKEN_DAYS`` and
+    ``ILIAD_API_TOKEN_MAX_DAYS``)."""
+    return settings.ILIAD_API_TOKEN_DAYS, settings.ILIAD_API_TOKEN_MAX_DAYS
+
+
 @transaction.atomic
-def api_token_create(*, user, name: str = "") -> tuple[ApiToken, str]:
-    """Create a token for ``user``; returns the row and the key, which is not stored anywhere."""
+def api_token_create(
+    *,
+    user,
+    name: str = "",
+    scope: str = TokenScope.WRITE,
+    days: int | None = None,
+    project=None,
+) -> tuple[ApiToken, str]:
+    """Create a token for ``user`` that expires after ``days`` (default ``ILIAD_API_TOKEN_DAYS``, at most
+    ``ILIAD_API_TOKEN_MAX_DAYS``), with ``scope`` ``read`` or ``write`` and, if ``project`` is given,
+    restricted to that project. Returns the row and the key, which is not stored anywhere.
+
+    Raises ValueError naming the bad argument."""
+    default_days, max_days = token_lifetime_bounds()
+    days = default_days if days is None else days
+    if not 1 <= days <= max_days:
+        raise ValueError(f"days: a token lives between 1 and {max_days} days, not {days}")
+    if scope not in TokenScope.values:
+        raise ValueError(f"scope: one of {', '.join(TokenScope.values)}, not {scope!r}")
+    if len(name) > 100:
+        raise ValueError("name: at most 100 characters")
     key = "ilp_" + secrets.token_urlsafe(32)
-    token = ApiToken.objects.create(user=user, name=name, prefix=key[:8], digest=token_digest(key))
+    token = ApiToken.objects.create(
+        user=user,
+        name=name,
+        prefix=key[:8],
+        digest=token_digest(key),
+        scope=scope,
+        expires_at=timezone.now() + timedelta(days=days),
+        **({"project": project} if project is not None else {}),
+    )
     return token, key
 
 
-def api_token_authenticate(*, key: str) -> ApiToken | None:
-    """The active token with this key (its user loaded), or None. Records use at minute resolution."""
-    token = (
-        ApiToken.objects.select_related("user")
-        .filter(digest=token_digest(key), revoked_at__isnull=True, user__is_active=True)
-        .first()
-    )
-    if token is None:
-        return None
+def api_token_authenticate(*, key: str) -> ApiToken:
+    """The usable token with this key, its user loaded. Records use at most once per
+    ``LAST_USED_RESOLUTION``, so that a busy script does not write on every request.
+
+    Raises TokenRefused, saying why, for an unknown, revoked or expired key or an inactive user."""
+    token = ApiToken.objects.select_related("user").filter(digest=token_digest(key)).first()
+    if token is None or not token.user.is_active:
+        raise TokenRefused("Invalid or revoked token.")
+    if token.revoked_at is not None:
+        raise TokenRefused(f"This token was revoked on {token.revoked_at:%Y-%m-%d %H:%M} UTC.")
     now = timezone.now()
+    if token.is_expired(now):
+        raise TokenRefused(
+            f"This token expired on {token.expires_at:%Y-%m-%d %H:%M} UTC; make a new one on the API tokens page."
+        )
     if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        token.last_used_at = now
     return token
+
+
+def api_token_revoke(*, user, token_id: int) -> bool:
+    """Revoke ``user``'s token ``token_id``; False if the user has no such unrevoked token."""
+    return bool(
+        ApiToken.objects.filter(user=user, pk=token_id, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    )
 
 
 @transaction.atomic

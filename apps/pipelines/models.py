@@ -8,6 +8,20 @@ class Pipeline(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="pipelines")
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
+    project = models.ForeignKey(
+        "projects.Project",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="pipelines",
+        help_text="The project whose members share it (by their role) when its visibility is not private.",
+    )
+    visibility = models.CharField(
+        max_length=8,
+        choices=[("private", "only its owner"), ("project", "members of its project"),
+                 ("public", "everyone signed in (read-only)")],
+        default="private",
+    )
     latest_version = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
