@@ -77,6 +77,27 @@ def _csvw_name(title: str) -> str:
     return f"%5F{name[1:]}" if name.startswith("_") else name or "column"
 
 
+def csvw_document(table: Any, csv_name: str) -> dict[str, Any] | None:
+    """The W3C CSVW metadata of ``table`` saved as ``csv_name``: per column its name, title, datatype
+    and the CF attributes recorded in ``table.attrs["columns"]``; None when nothing is recorded."""
+    known = table.attrs.get("columns") or {}
+    if not any(str(name) in known for name in table.columns):
+        return None
+    columns = []
+    for name in table.columns:
+        column = {"name": _csvw_name(str(name)), "titles": str(name), "datatype": _csvw_datatype(table[name])}
+        for key in CF_COLUMN_KEYS:
+            text = (known.get(str(name)) or {}).get(key)
+            if text:
+                column[f"cf:{key}"] = str(text)
+        columns.append(column)
+    return {
+        "@context": ["http://www.w3.org/ns/csvw", {"cf": CF_NAMESPACE}],
+        "url": csv_name,
+        "tableSchema": {"columns": columns},
+    }
+
+
 def _save_table(value: Any, path: Path) -> None:
     import pandas
 
@@ -84,23 +105,10 @@ def _save_table(value: Any, path: Path) -> None:
         raise TypeError(f"expected a pandas.DataFrame, got {type(value).__name__}")
     value.to_csv(path, index=False)
     sidecar = table_metadata_path(path)
-    known = value.attrs.get("columns") or {}
-    if not any(str(name) in known for name in value.columns):
+    document = csvw_document(value, path.name)
+    if document is None:
         sidecar.unlink(missing_ok=True)
         return
-    columns = []
-    for name in value.columns:
-        column = {"name": _csvw_name(str(name)), "titles": str(name), "datatype": _csvw_datatype(value[name])}
-        for key in CF_COLUMN_KEYS:
-            text = (known.get(str(name)) or {}).get(key)
-            if text:
-                column[f"cf:{key}"] = str(text)
-        columns.append(column)
-    document = {
-        "@context": ["http://www.w3.org/ns/csvw", {"cf": CF_NAMESPACE}],
-        "url": path.name,
-        "tableSchema": {"columns": columns},
-    }
     sidecar.write_text(json.dumps(document, indent=1, ensure_ascii=False), encoding="utf-8")
 
 

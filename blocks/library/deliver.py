@@ -27,6 +27,7 @@ from blocks.library.geo import (
     with_history,
 )
 from blocks.spec import Port, block
+from blocks.types import csvw_document
 
 CF_VERSION = "CF-1.8"
 COORDINATE_ATTRIBUTES = {
@@ -183,6 +184,38 @@ def deliver_csv(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any]
                 table[name] = table[name].round(decimals)
     ctx.progress(1.0, f"{len(table)} rows, {len(table.columns)} columns")
     return {"table": table}
+
+
+@block(
+    id="deliver.csv",
+    version="1.1.0",
+    title="Deliver as CSV",
+    category="deliver",
+    inputs=deliver_csv.spec.inputs,
+    outputs=(
+        *deliver_csv.spec.outputs,
+        Port("units", "json", "Column units (CSVW)",
+             "Units, CF standard names and descriptions of the columns, as W3C CSV on the Web metadata.",
+             required=False),
+    ),
+    parameters=deliver_csv.spec.parameters,
+)
+def deliver_csv_with_units(
+    ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any]
+) -> dict[str, Any]:
+    """Package a table as a CSV file, with its column units as a file of their own.
+
+    **What goes in:** any table, and optionally which columns to keep (in the order given) and how
+    many decimals to keep.
+
+    **What comes out:** the CSV file (numbers with decimals rounded to the chosen digits), and, when
+    the table records units for its columns, a second download: the W3C CSV on the Web (CSVW)
+    metadata of the CSV, one entry per column under `tableSchema.columns` with its `titles` and
+    `cf:units`, `cf:standard_name`, `cf:long_name` and `cf:units_metadata`. Version 1.0.0 keeps the
+    same metadata only beside the CSV in the artifact store.
+    """
+    table = deliver_csv.function(ctx, inputs, params)["table"]
+    return {"table": table, "units": csvw_document(table, "table.csv")}
 
 
 # ---- deliver.geojson -----------------------------------------------------------------------------

@@ -462,3 +462,46 @@ def test_area_and_region_means_and_matched_points_carry_the_variables_units(tmp_
     assert scores.attrs["columns"]["rmse"] == {"units": "degF", "units_metadata": "temperature: difference",
                                                "long_name": "root-mean-square difference"}
     assert scores.attrs["columns"]["mean_observed"]["units_metadata"] == "temperature: on_scale"
+
+
+def test_deliver_csv_1_1_gives_the_column_units_as_a_download_of_their_own(tmp_path: Path) -> None:
+    """1.0.0 keeps the CSVW metadata only beside the CSV in the artifact store (the runner records one
+    file per port); 1.1.0 returns it as an output port, so it is an artifact a user can download."""
+    from blocks.manifest import InputRef, StepManifest, path_from_uri, uri_from_path
+    from blocks.registry import default_registry
+    from blocks.runner import run_step
+
+    table = pd.DataFrame({"time": ["2021-01-01", "2021-01-02"], "sst": [61.25, 62.5], "count": [3, 4]})
+    table.attrs["columns"] = {"sst": {"units": "degF", "standard_name": "sea_surface_temperature",
+                                      "units_metadata": "temperature: on_scale"}}
+    source = tmp_path / "in" / "table.csv"
+    source.parent.mkdir()
+    PORT_TYPES["table"].save(table, source)
+    manifest = StepManifest(
+        run_id="1", step_id="deliver", block_id="deliver.csv", block_version="1.1.0",
+        params={"columns": ["time", "sst"]},
+        inputs={"table": InputRef(uri=uri_from_path(source), type="table")},
+        output_dir=uri_from_path(tmp_path / "out"),
+    )
+    result = run_step(manifest, registry=default_registry(), data_dir=tmp_path)
+    assert result.ok, result.error
+    records = {record.port: record for record in result.artifacts}
+    assert set(records) == {"table", "units"}
+    assert records["units"].media_type == "application/json"
+    document = json.loads(path_from_uri(records["units"].uri).read_text())
+    columns = {column["titles"]: column for column in document["tableSchema"]["columns"]}
+    assert list(columns) == ["time", "sst"]
+    assert columns["sst"]["cf:units"] == "degF"
+    assert columns["sst"]["cf:standard_name"] == "sea_surface_temperature"
+    assert "cf:units" not in columns["time"]
+
+    unitless = tmp_path / "in" / "plain.csv"
+    PORT_TYPES["table"].save(pd.DataFrame({"a": [1.0]}), unitless)
+    manifest = StepManifest(
+        run_id="1", step_id="plain", block_id="deliver.csv", block_version="1.1.0", params={},
+        inputs={"table": InputRef(uri=uri_from_path(unitless), type="table")},
+        output_dir=uri_from_path(tmp_path / "out-plain"),
+    )
+    result = run_step(manifest, registry=default_registry(), data_dir=tmp_path)
+    assert result.ok, result.error
+    assert [record.port for record in result.artifacts] == ["table"]
