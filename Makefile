@@ -21,7 +21,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/iliad
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/7
 
 .PHONY: help venv run test test-embedded test-stack check-services lint bench bench-editor clean lock \
-	frontend frontend-deps browser-deps reference-env
+	frontend frontend-deps browser-deps reference-env oidc-deps
 
 help: ## list the targets
 	@echo "Iliad Portal - make targets:"
@@ -51,7 +51,7 @@ $(STAMP):
 run: venv ## start the portal with embedded Redis, a worker and uvicorn (PORT=8000 ILIAD_HOME=var)
 	exec $(VPY) -m iliad_portal.embedded
 
-test: venv browser-deps frontend-deps reference-env ## ruff, the whole suite (SQLite + embedded Redis), then the e2e tests on PostgreSQL + Redis
+test: venv browser-deps frontend-deps reference-env oidc-deps ## ruff, the whole suite (SQLite + embedded Redis), then the e2e tests on PostgreSQL + Redis
 	$(VENV)/bin/ruff check .
 	$(MAKE) --no-print-directory test-embedded
 	$(MAKE) --no-print-directory test-stack
@@ -94,6 +94,12 @@ frontend-deps: frontend/node_modules/.package-lock.json ## npm packages of front
 
 frontend/node_modules/.package-lock.json: frontend/package-lock.json
 	cd frontend && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+oidc-deps: tests/support/oidc/node_modules/.package-lock.json ## npm oidc-provider: the identity provider the sign-in tests start
+
+tests/support/oidc/node_modules/.package-lock.json: tests/support/oidc/package-lock.json
+	cd tests/support/oidc && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
 browser-deps: ## Debian's Chromium for the browser tests (installed only when /usr/bin/chromium is missing)

@@ -23,8 +23,8 @@ logger = logging.getLogger(__name__)
 
 def exception_handler(exc, context):
     """DRF's handler, with field errors given a ``detail`` that names each field, JSON even when content
-    negotiation fails, a 413 for oversized bodies, the status a per-user limit asks for (429 or 409),
-    and a logged JSON 500 for anything unexpected."""
+    negotiation fails or the view answers in another format, a 413 for oversized bodies, the status a
+    per-user limit asks for (429 or 409), and a logged JSON 500 for anything unexpected."""
     if isinstance(exc, LimitExceeded):
         return Response({"detail": str(exc)}, status=exc.status)
     if isinstance(exc, RequestDataTooBig):
@@ -40,6 +40,9 @@ def exception_handler(exc, context):
             requested = view.format_kwarg or request.query_params.get(api_settings.URL_FORMAT_OVERRIDE)
             formats = ", ".join(dict.fromkeys(renderer.format for renderer in view.renderer_classes))
             exc = NotFound(f"unknown format {requested!r}; this endpoint answers in {formats}")
+    elif request is not None and not (request.accepted_media_type or "").startswith("application/json"):
+        # An error is plain JSON even from a view whose answers are another format (the schema's YAML).
+        request.accepted_renderer, request.accepted_media_type = JSONRenderer(), "application/json"
     response = drf_exception_handler(exc, context)
     if response is None:
         logger.exception("unhandled error in %s", view.__class__.__name__)

@@ -156,7 +156,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out sign-in before any other backend
-    "django.contrib.auth.backends.ModelBackend",
+    "apps.accounts.oidc.backends.LocalPasswordBackend",  # ModelBackend, off with ILIAD_LOCAL_LOGIN=false
+    "apps.accounts.oidc.backends.OIDCBackend",  # "federated sign-in" below
 ]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -295,6 +296,7 @@ CACHES = {
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "apps.accounts.authentication.ApiTokenAuthentication",
+        "apps.accounts.oidc.authentication.OIDCBearerAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -332,6 +334,14 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Compose ocean digital-twin pipelines from service blocks and run them.",
     "VERSION": "0.1.0",
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    # Request bodies are documented as JSON, the API's format (forms are parsed too, for the browsable
+    # API, but not promised).
+    "PARSER_WHITELIST": ["iliad_portal.api_parsers.LimitedJSONParser"],
+    # Every operation's error statuses in the one error shape (iliad_portal/openapi.py).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "iliad_portal.openapi.add_error_responses",
+    ],
     "COMPONENT_SPLIT_REQUEST": True,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
@@ -359,6 +369,33 @@ AXES_RESET_ON_SUCCESS = True
 AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
 AXES_LOCKOUT_CALLABLE = "apps.accounts.views.signin_locked_out"
 AXES_CLIENT_IP_CALLABLE = "apps.accounts.throttling.client_address"  # the API limits' address, too
+
+# --- federated sign-in (OpenID Connect) -----------------------------------------------------------
+# ILIAD_OIDC_PROVIDERS=egi,keycloak names the identity providers (the "Sign in with …" buttons, in that
+# order); each is described by ILIAD_OIDC_<NAME>_ISSUER (its discovery document is fetched from
+# <issuer>/.well-known/openid-configuration), _CLIENT_ID, _CLIENT_SECRET (or _CLIENT_SECRET_FILE), and
+# optionally _SCOPES ("openid profile email"), _TITLE, _GROUP_CLAIMS ("groups,eduperson_entitlement"),
+# _API_AUDIENCE (the aud of bearer tokens for the API; default the client id), _ALGORITHMS ("RS256").
+# ILIAD_OIDC_ROLE_RULES (JSON, or ILIAD_OIDC_ROLE_RULES_FILE) maps group claims to project roles at each
+# sign-in. Password sign-in (ILIAD_LOCAL_LOGIN) is on by default only when no provider is configured.
+from apps.accounts.oidc.config import providers_from_env, role_rules_from_env  # noqa: E402
+
+ILIAD_OIDC_PROVIDERS = providers_from_env(os.environ)
+ILIAD_OIDC_ROLE_RULES = role_rules_from_env(os.environ)
+if {r.provider for r in ILIAD_OIDC_ROLE_RULES if r.provider} - set(ILIAD_OIDC_PROVIDERS):
+    raise ImproperlyConfigured("ILIAD_OIDC_ROLE_RULES: a rule's 'provider' is not in ILIAD_OIDC_PROVIDERS")
+ILIAD_LOCAL_LOGIN = envbool("ILIAD_LOCAL_LOGIN", not ILIAD_OIDC_PROVIDERS)
+ILIAD_OIDC_TIMEOUT_S = envint("ILIAD_OIDC_TIMEOUT_S", 10)
+ILIAD_OIDC_DISCOVERY_CACHE_S = envint("ILIAD_OIDC_DISCOVERY_CACHE_S", 3600)
+ILIAD_OIDC_JWKS_REFRESH_MIN_S = envint("ILIAD_OIDC_JWKS_REFRESH_MIN_S", 10)
+ILIAD_OIDC_LEEWAY_S = envint("ILIAD_OIDC_LEEWAY_S", 30)  # clock skew allowed on exp/iat/nbf
+ILIAD_OIDC_STATE_MAX_AGE_S = envint("ILIAD_OIDC_STATE_MAX_AGE_S", 900)  # from "Sign in with" to the callback
+for _name in ("ILIAD_OIDC_TIMEOUT_S", "ILIAD_OIDC_DISCOVERY_CACHE_S", "ILIAD_OIDC_STATE_MAX_AGE_S"):
+    if globals()[_name] < 1:
+        raise ImproperlyConfigured(f"{_name}={globals()[_name]} must be at least 1")
+del _name
+if ILIAD_OIDC_JWKS_REFRESH_MIN_S < 0 or ILIAD_OIDC_LEEWAY_S < 0:
+    raise ImproperlyConfigured("ILIAD_OIDC_JWKS_REFRESH_MIN_S and ILIAD_OIDC_LEEWAY_S must not be negative")
 
 # --- HTTPS, cookies, security headers -------------------------------------------------------------
 # ILIAD_HTTPS=true when browsers reach the portal over HTTPS (TLS usually ends at a reverse proxy):

@@ -10,10 +10,12 @@ urlpatterns = [
     path("", include("apps.pipelines.urls")),
     path("", include("apps.runs.urls")),
     path("", include("apps.gallery.urls")),
+    path("", include("apps.projects.urls")),
     path("api/", include("apps.catalog.api_urls")),
     path("api/", include("apps.pipelines.api_urls")),
     path("api/", include("apps.runs.api_urls")),
     path("api/", include("apps.gallery.api_urls")),
+    path("api/", include("apps.projects.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves Swagger UI's start script as a file (?script): no inline script, so the
     # docs work under the portal's Content-Security-Policy.

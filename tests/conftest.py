@@ -206,3 +206,17 @@ def openapi_operations() -> list[tuple[str, str, dict]]:
         for method, operation in item.items()
         if method in ("get", "put", "post", "delete", "options", "head", "patch", "trace")
     ]
+
+
+# Owner / editor / viewer / other user / anonymous around one project (see tests/support/access.py).
+from tests.support.access import access_world  # noqa: E402, F401
+
+
+@pytest.fixture(scope="session")
+def oidc_provider(tmp_path_factory):
+    """A real OpenID Connect provider (node oidc-provider, tests/support/oidc) on 127.0.0.1, started once
+    per session; fails when it cannot start."""
+    from tests.support.oidc import running_provider
+
+    with running_provider(tmp_path_factory.mktemp("oidc")) as provider:
+        yield provider

@@ -27,6 +27,7 @@ from django.urls import URLResolver, get_resolver
 from rest_framework.test import APIClient
 
 from apps.pipelines.models import Pipeline, PipelineVersion
+from apps.projects.models import Membership, Project, ShareLink
 from apps.runs.models import Artifact, Run, RunEvent, StepRun
 from tests.conftest import document, edge, node, openapi_operations, openapi_schema
 
@@ -48,6 +49,10 @@ VALID_BODIES = {
     "DocumentRequest": {"document": valid_document()},
     "RunCreateRequest": {"version": 1, "target": "celery"},
     "TemplateUseRequest": {"name": "My heatwaves"},
+    "ShareLinkCreateRequest": {"days": 7},
+    "ProjectWriteRequest": {"slug": "ocean-team", "name": "Ocean team", "description": "Biscay"},
+    "MemberAddRequest": {"username": "carol", "role": "editor"},
+    "MemberRoleRequest": {"role": "editor"},
 }
 """A request body that succeeds, for each request schema of the API (keyed by component name)."""
 FREE_TEXT = {"document": ("metadata", "notes")}
@@ -103,7 +108,7 @@ class Operation:
 
 OPERATIONS = [Operation(*operation) for operation in openapi_operations()]
 
-OWNED = ("pipeline_id", "run_id", "artifact_id")
+OWNED = ("pipeline_id", "run_id", "artifact_id", "link_id", "project_slug")
 """Path parameters naming something a user owns: another user's must be as unknown as a made-up id."""
 
 
@@ -309,6 +314,7 @@ def world(django_db_setup, django_db_blocker) -> World:
     from apps.catalog.services import catalog_sync
     from apps.gallery.selectors import templates_all
     from apps.pipelines.services import pipeline_create
+    from apps.projects.services import membership_add, project_create, share_link_create
     from apps.runs.services import run_submit
     from blocks.manifest import uri_from_path
     from blocks.registry import default_registry
@@ -316,8 +322,10 @@ def world(django_db_setup, django_db_blocker) -> World:
     with django_db_blocker.unblock(), transaction.atomic():
         catalog_sync(registry=default_registry())
         ids = {}
+        get_user_model().objects.create_user(username="carol")  # to be added to a project
         for name in ("alice", "bob"):
             user = get_user_model().objects.create_user(username=name)
+            project = project_create(user=user, slug=f"{name}-team", name=f"{name}'s team")
             pipeline = pipeline_create(owner=user, name=f"{name}'s SST", document=valid_document())
             run = run_submit(pipeline=pipeline, user=user)  # stays queued: dispatch waits for a commit
             content = b"time,sst\n2022-06-01,18.5\n"
@@ -332,10 +340,15 @@ def world(django_db_setup, django_db_blocker) -> World:
             ids[name] = {
                 "pipeline_id": pipeline.pk, "number": 1,
                 "run_id": run.pk, "artifact_id": artifact.pk,
+                "link_id": share_link_create(pipeline=pipeline, by=user)[0].pk, "project_slug": project.slug,
             }
+        alice = get_user_model().objects.get(username="alice")
+        alice_team = Project.objects.get(slug="alice-team")
+        membership_add(project=alice_team, by=alice, username="bob", role="viewer")
         yield World(
-            alice=get_user_model().objects.get(username="alice"),
-            ids={**ids["alice"], "block_id": "ocean.subset", "slug": templates_all()[0].slug},
+            alice=alice,
+            ids={**ids["alice"], "block_id": "ocean.subset", "slug": templates_all()[0].slug,
+                 "username": "bob"},
             another_users=ids["bob"],
         )
         transaction.set_rollback(True)
@@ -346,9 +359,12 @@ def database_state() -> dict:
     return {
         "pipelines": list(
             Pipeline.objects.order_by("pk").values_list(
-                "pk", "name", "description", "latest_version", "updated_at"
+                "pk", "name", "description", "latest_version", "updated_at", "project_id", "visibility"
             )
         ),
+        "projects": list(Project.objects.order_by("pk").values_list("pk", "slug", "name", "description")),
+        "members": list(Membership.objects.order_by("pk").values_list("pk", "project_id", "user_id", "role")),
+        "share_links": list(ShareLink.objects.order_by("pk").values_list("pk", "expires_at", "revoked_at")),
         "versions": list(PipelineVersion.objects.order_by("pk").values_list("pk", "number", "message")),
         "runs": list(Run.objects.order_by("pk").values_list("pk", "state", "finished_at")),
         "steps": list(StepRun.objects.order_by("pk").values_list("pk", "state")),
@@ -458,4 +474,4 @@ def test_hostile_input_is_refused_clearly_and_changes_nothing(world, db, case):
 
 def test_the_cases_cover_every_operation_and_stay_bounded():
     assert {str(case.operation) for case in CASES} == {str(operation) for operation in OPERATIONS}
-    assert len(CASES) < 600
+    assert len(CASES) < 800  # 679 with the projects and share-link operations

@@ -1,5 +1,6 @@
 """DRF authentication with personal API tokens: ``Authorization: Token <key>``."""
 
+from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
 
@@ -48,6 +49,9 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
             token = api_token_authenticate(key=key)
         except TokenRefused as refused:
             raise exceptions.AuthenticationFailed(str(refused)) from None
+        # The access rules (apps.projects.access) read the user, not the request: a token restricted to
+        # a project narrows every selector through this mark on the request's own user object.
+        token.user.token_project_id = token.project_id
         return (token.user, token)
 
     def authenticate_header(self, request):
@@ -66,4 +70,23 @@ class ApiTokenScheme(OpenApiAuthenticationExtension):
             "in": "header",
             "name": "Authorization",
             "description": "A personal API token (page \"API tokens\"), sent as `Token <key>`.",
+        }
+
+
+class SessionCookieScheme(OpenApiAuthenticationExtension):
+    """The browser's session in the OpenAPI schema, with what an unsafe request needs besides the cookie."""
+
+    target_class = "rest_framework.authentication.SessionAuthentication"
+    name = "cookieAuth"
+    priority = 1  # over drf-spectacular's own, which has no description
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "apiKey",
+            "in": "cookie",
+            "name": settings.SESSION_COOKIE_NAME,
+            "description": (
+                "The portal's sign-in session (browser). PUT, POST, PATCH and DELETE also need the "
+                "`X-CSRFToken` header with the value of the CSRF cookie."
+            ),
         }

@@ -29,9 +29,20 @@ class ApiToken(models.Model):
     prefix = models.CharField(max_length=8, help_text="First characters of the key, to recognise it.")
     digest = models.CharField(max_length=64, unique=True)
     scope = models.CharField(max_length=5, choices=TokenScope.choices, default=TokenScope.WRITE)
+    project = models.ForeignKey(
+        "projects.Project",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="api_tokens",
+        # CASCADE: a token restricted to a deleted project must not outlive it unrestricted.
+        help_text="When set, the token sees and changes only this project's pipelines and runs.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField(
-        null=True, blank=True, help_text="Refused from this moment on; empty for tokens made before expiry existed."
+        null=True,
+        blank=True,
+        help_text="Refused from this moment on; empty for tokens made before expiry existed.",
     )
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
@@ -45,3 +56,26 @@ class ApiToken(models.Model):
 
     def is_expired(self, now=None) -> bool:
         return self.expires_at is not None and self.expires_at <= (now or timezone.now())
+
+
+class Identity(models.Model):
+    """A person's account at an OpenID Connect provider, linked to one portal user. A user is found by
+    (issuer, subject) alone — never by e-mail address, which providers do not guarantee to be unique or
+    stable."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="identities")
+    issuer = models.CharField(max_length=255)
+    subject = models.CharField(max_length=255, help_text="The provider's 'sub' claim.")
+    provider = models.CharField(max_length=30, help_text="Name of the provider in ILIAD_OIDC_PROVIDERS.")
+    claims = models.JSONField(default=dict, help_text="The claims of the latest sign-in.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_sign_in_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["issuer", "subject"], name="unique_identity_issuer_subject")
+        ]
+        verbose_name_plural = "identities"
+
+    def __str__(self) -> str:
+        return f"{self.subject} at {self.issuer} ({self.user})"

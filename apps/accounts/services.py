@@ -12,6 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.accounts.models import ApiToken, TokenScope
+from apps.projects.access import projects_of
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
@@ -25,9 +26,10 @@ class TokenRefused(Exception):
 
 
 def token_lifetime_bounds() -> tuple[int, int]:
-    """(default, maximum) lifetime of a new token in days (``ILIAD_API_TOKEN_DAYS`` and
+    """(default, maximum) lifetime of a new token in days (``ILIAD_API_TOKEN_DAYS``, never above
     ``ILIAD_API_TOKEN_MAX_DAYS``)."""
-    return settings.ILIAD_API_TOKEN_DAYS, settings.ILIAD_API_TOKEN_MAX_DAYS
+    maximum = settings.ILIAD_API_TOKEN_MAX_DAYS
+    return min(settings.ILIAD_API_TOKEN_DAYS, maximum), maximum
 
 
 @transaction.atomic
@@ -52,6 +54,8 @@ def api_token_create(
         raise ValueError(f"scope: one of {', '.join(TokenScope.values)}, not {scope!r}")
     if len(name) > 100:
         raise ValueError("name: at most 100 characters")
+    if project is not None and not projects_of(user=user).filter(pk=project.pk).exists():
+        raise ValueError(f"project: {user} is not a member of project {project.slug!r}")
     key = "ilp_" + secrets.token_urlsafe(32)
     token = ApiToken.objects.create(
         user=user,
@@ -60,7 +64,7 @@ def api_token_create(
         digest=token_digest(key),
         scope=scope,
         expires_at=timezone.now() + timedelta(days=days),
-        **({"project": project} if project is not None else {}),
+        project=project,
     )
     return token, key
 
@@ -78,7 +82,8 @@ def api_token_authenticate(*, key: str) -> ApiToken:
     now = timezone.now()
     if token.is_expired(now):
         raise TokenRefused(
-            f"This token expired on {token.expires_at:%Y-%m-%d %H:%M} UTC; make a new one on the API tokens page."
+            f"This token expired on {token.expires_at:%Y-%m-%d %H:%M} UTC; "
+            "make a new one on the API tokens page."
         )
     if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
@@ -88,9 +93,8 @@ def api_token_authenticate(*, key: str) -> ApiToken:
 
 def api_token_revoke(*, user, token_id: int) -> bool:
     """Revoke ``user``'s token ``token_id``; False if the user has no such unrevoked token."""
-    return bool(
-        ApiToken.objects.filter(user=user, pk=token_id, revoked_at__isnull=True).update(revoked_at=timezone.now())
-    )
+    active = ApiToken.objects.filter(user=user, pk=token_id, revoked_at__isnull=True)
+    return bool(active.update(revoked_at=timezone.now()))
 
 
 @transaction.atomic

@@ -6,8 +6,8 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
-from apps.accounts.models import ApiToken
-from apps.accounts.services import api_token_create
+from apps.accounts.forms import TokenCreateForm
+from apps.accounts.services import api_token_create, api_token_revoke
 
 
 def home(request):
@@ -29,19 +29,39 @@ def home(request):
 @login_required
 @require_http_methods(["GET", "POST"])
 def tokens(request):
+    """The user's personal API tokens: create one (name, scope, lifetime, project), see each one's
+    scope, expiry, project and last use, revoke one."""
     new_key = None
+    form = TokenCreateForm(user=request.user)
     if request.method == "POST":
         if "revoke" in request.POST:
-            ApiToken.objects.filter(user=request.user, pk=request.POST["revoke"]).update(
-                revoked_at=timezone.now()
-            )
-            messages.info(request, "Token revoked.")
+            token_id = request.POST["revoke"]
+            if token_id.isdigit() and api_token_revoke(user=request.user, token_id=int(token_id)):
+                messages.info(request, "Token revoked.")
+            else:
+                messages.error(request, "You have no such active token.")
             return redirect("tokens")
-        _, new_key = api_token_create(user=request.user, name=request.POST.get("name", "")[:100])
+        form = TokenCreateForm(request.POST, user=request.user)
+        if form.is_valid():
+            _, new_key = api_token_create(
+                user=request.user,
+                name=form.cleaned_data["name"],
+                scope=form.cleaned_data["scope"],
+                days=form.cleaned_data["days"],
+                project=form.cleaned_data.get("project"),
+            )
+            form = TokenCreateForm(user=request.user)
     return render(
         request,
         "accounts/tokens.html",
-        {"tokens": request.user.api_tokens.order_by("-created_at"), "new_key": new_key},
+        {
+            "tokens": request.user.api_tokens.order_by("-created_at"),
+            "new_key": new_key,
+            "form": form,
+            "now": timezone.now(),
+            "max_days": settings.ILIAD_API_TOKEN_MAX_DAYS,
+        },
+        status=400 if form.errors else 200,
     )
 
 

@@ -57,4 +57,5 @@ class TemplateUseApi(APIView):
             pipeline = template_use(template=template, owner=request.user, name=data.validated_data["name"])
         except PipelineInvalid as error:
             return invalid_response(error)
-        return Response(PipelineSerializer(pipeline).data, status=status.HTTP_201_CREATED)
+        data = PipelineSerializer(pipeline, context={"request": request}).data
+        return Response(data, status=status.HTTP_201_CREATED)

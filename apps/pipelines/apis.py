@@ -1,8 +1,10 @@
 """Pipeline API: create, read, update (new version when the document changes), validate."""
 
+from django.db import transaction
 from django.http import Http404
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -22,7 +24,22 @@ from apps.pipelines.services import (
     pipeline_document_issues,
     pipeline_update,
 )
+from apps.projects.access import can, pipeline_permissions
+from apps.projects.services import (
+    AccessRefused,
+    ProjectInvalid,
+    pipeline_sharing_set,
+    project_for_pipeline,
+    sharing_check,
+)
 from iliad_portal.api_pagination import StrictLimitOffsetPagination
+
+#: The sentence of a 403 for a pipeline its asker may see but not change this way.
+REFUSED = {
+    "edit": "you may see this pipeline but not change it (ask an owner or editor of its project)",
+    "run": "you may see this pipeline but not run it (ask an owner or editor of its project)",
+    "delete": "only the pipeline's owner or an owner of its project may delete it",
+}
 
 
 def invalid_response(error: PipelineInvalid) -> Response:
@@ -32,11 +49,19 @@ def invalid_response(error: PipelineInvalid) -> Response:
     )
 
 
-def get_visible_pipeline(request, pipeline_id: int):
+def get_visible_pipeline(request, pipeline_id: int, *, action: str | None = None):
+    """The pipeline if the user may see it (else 404, to hide it); with ``action`` (``edit``, ``run``,
+    ``delete``) also a 403 saying why when they may see it but not do that."""
     pipeline = pipeline_get(user=request.user, pipeline_id=pipeline_id)
     if pipeline is None:
         raise Http404("no such pipeline")
+    if action is not None and not can(request.user, action, pipeline):
+        raise PermissionDenied(REFUSED[action])
     return pipeline
+
+
+def invalid_field(error: ProjectInvalid) -> ValidationError:
+    return ValidationError({error.field: [error.message]})
 
 
 class PipelineListApi(APIView):
@@ -45,8 +70,10 @@ class PipelineListApi(APIView):
     @extend_schema(responses=PipelineSerializer(many=True))
     def get(self, request):
         paginator = self.pagination_class()
-        page = paginator.paginate_queryset(pipelines_visible_to(user=request.user), request, view=self)
-        return paginator.get_paginated_response(PipelineSerializer(page, many=True).data)
+        queryset = pipelines_visible_to(user=request.user).select_related("owner", "project")
+        page = paginator.paginate_queryset(queryset, request, view=self)
+        context = {"request": request, "permissions": pipeline_permissions(user=request.user, pipelines=page)}
+        return paginator.get_paginated_response(PipelineSerializer(page, many=True, context=context).data)
 
     @extend_schema(
         request=PipelineWriteSerializer, responses={201: PipelineSerializer, 400: PipelineInvalidSerializer}
@@ -55,21 +82,31 @@ class PipelineListApi(APIView):
         data = PipelineWriteSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         try:
+            project = project_for_pipeline(user=request.user, value=data.validated_data.get("project"))
+            visibility = data.validated_data.get("visibility", "private")
+            sharing_check(project=project, visibility=visibility)
+        except ProjectInvalid as error:
+            raise invalid_field(error) from error
+        try:
             pipeline = pipeline_create(
                 owner=request.user,
                 name=data.validated_data["name"],
                 description=data.validated_data["description"],
                 document=data.validated_data["document"],
+                project=project,
+                visibility=visibility,
             )
         except PipelineInvalid as error:
             return invalid_response(error)
-        return Response(PipelineSerializer(pipeline).data, status=status.HTTP_201_CREATED)
+        data = PipelineSerializer(pipeline, context={"request": request}).data
+        return Response(data, status=status.HTTP_201_CREATED)
 
 
 class PipelineDetailApi(APIView):
     @extend_schema(responses=PipelineSerializer)
     def get(self, request, pipeline_id: int):
-        return Response(PipelineSerializer(get_visible_pipeline(request, pipeline_id)).data)
+        pipeline = get_visible_pipeline(request, pipeline_id)
+        return Response(PipelineSerializer(pipeline, context={"request": request}).data)
 
     @extend_schema(
         request=PipelineWriteSerializer, responses={200: PipelineSerializer, 400: PipelineInvalidSerializer}
@@ -84,26 +121,41 @@ class PipelineDetailApi(APIView):
         return self._update(request, pipeline_id, partial=True)
 
     def _update(self, request, pipeline_id: int, *, partial: bool):
-        pipeline = get_visible_pipeline(request, pipeline_id)
+        pipeline = get_visible_pipeline(request, pipeline_id, action="edit")
         data = PipelineWriteSerializer(data=request.data, partial=partial)
         data.is_valid(raise_exception=True)
         fields = data.validated_data
+        sharing = {}
         try:
-            pipeline = pipeline_update(
-                pipeline=pipeline,
-                user=request.user,
-                name=fields.get("name"),
-                description=fields.get("description") if "description" in request.data else None,
-                document=fields.get("document"),
-                message=fields.get("message", ""),
-            )
+            if "project" in fields:
+                sharing["project"] = project_for_pipeline(user=request.user, value=fields["project"])
+            if "visibility" in fields:
+                sharing["visibility"] = fields["visibility"]
+        except ProjectInvalid as error:
+            raise invalid_field(error) from error
+        try:
+            with transaction.atomic():  # a refused part leaves everything as it was
+                if sharing:
+                    pipeline_sharing_set(pipeline=pipeline, by=request.user, **sharing)
+                pipeline = pipeline_update(
+                    pipeline=pipeline,
+                    user=request.user,
+                    name=fields.get("name"),
+                    description=fields.get("description") if "description" in request.data else None,
+                    document=fields.get("document"),
+                    message=fields.get("message", ""),
+                )
         except PipelineInvalid as error:
             return invalid_response(error)
-        return Response(PipelineSerializer(pipeline).data)
+        except ProjectInvalid as error:
+            raise invalid_field(error) from error
+        except AccessRefused as error:
+            raise PermissionDenied(str(error)) from error
+        return Response(PipelineSerializer(pipeline, context={"request": request}).data)
 
     @extend_schema(responses={204: None})
     def delete(self, request, pipeline_id: int):
-        pipeline_delete(pipeline=get_visible_pipeline(request, pipeline_id))
+        pipeline_delete(pipeline=get_visible_pipeline(request, pipeline_id, action="delete"))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

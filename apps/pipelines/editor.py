@@ -12,6 +12,7 @@ from typing import Any
 from csp.constants import UNSAFE_EVAL
 from csp.decorators import csp_update
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import render
 from django.urls import reverse
@@ -20,6 +21,7 @@ from django.views.decorators.csrf import ensure_csrf_cookie
 from apps.catalog.selectors import catalog_specs
 from apps.catalog.templatetags.portal import markdown
 from apps.pipelines.selectors import pipeline_get, pipeline_version_get
+from apps.projects.access import can
 from apps.runs.services import TARGETS
 from blocks.spec import CATEGORIES
 
@@ -90,9 +92,12 @@ def pipeline_new(request):
 @ensure_csrf_cookie
 @editor_policy
 def pipeline_edit(request, pipeline_id: int):
-    """The editor on the latest saved version of one of the user's pipelines (404 for others')."""
+    """The editor on the latest saved version of a pipeline the user may edit (404 for one they may
+    not see, 403 for one they may only see)."""
     pipeline = pipeline_get(user=request.user, pipeline_id=pipeline_id)
     if pipeline is None:
         raise Http404("no such pipeline")
+    if not can(request.user, "edit", pipeline):
+        raise PermissionDenied("you may see this pipeline but not edit it")
     version = pipeline_version_get(pipeline=pipeline)
     return _render_editor(request, pipeline=pipeline, document=version.document if version else None)

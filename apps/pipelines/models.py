@@ -3,6 +3,8 @@
 from django.conf import settings
 from django.db import models
 
+from apps.projects.models import Visibility
+
 
 class Pipeline(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="pipelines")
@@ -18,9 +20,9 @@ class Pipeline(models.Model):
     )
     visibility = models.CharField(
         max_length=8,
-        choices=[("private", "only its owner"), ("project", "members of its project"),
-                 ("public", "everyone signed in (read-only)")],
-        default="private",
+        choices=Visibility.choices,
+        default=Visibility.PRIVATE,
+        help_text="Who may see it: its owner alone, its project's members, or everyone signed in.",
     )
     latest_version = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -1,11 +1,20 @@
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.pipelines.models import Pipeline, PipelineVersion
+from apps.projects.access import pipeline_permissions
+from apps.projects.models import Visibility
 from engine.document import escape_pointer_token
 
 MAX_DOCUMENT_DEPTH = 64
 
 
+@extend_schema_field(
+    {
+        "description": "Any JSON value but null; the pipeline document is an object (see its format).",
+        "anyOf": [{"type": t} for t in ("object", "array", "string", "number", "boolean")],
+    }
+)
 class DocumentField(serializers.JSONField):
     """Any JSON value the database can store and the API can send back: nested at most
     ``MAX_DOCUMENT_DEPTH`` levels (Python's JSON encoder recurses once per level, so a deeper value
@@ -61,18 +70,52 @@ class PipelineVersionSerializer(serializers.ModelSerializer):
         fields = ["number", "message", "created_by", "created_at", "document"]
 
 
+class PipelinePermissionsSerializer(serializers.Serializer):
+    """What the asking user may do to the pipeline (everyone who sees it may read it)."""
+
+    edit = serializers.BooleanField(help_text="Change its name, description or document; share it by a link.")
+    run = serializers.BooleanField(help_text="Start a run (and cancel runs of it).")
+    delete = serializers.BooleanField(help_text="Delete it, or change its project or visibility.")
+
+
 class PipelineSerializer(serializers.ModelSerializer):
+    """A pipeline as the asking user sees it. Give the serializer ``context={"request": request}``
+    (and, for a page of many, ``"permissions"`` from ``pipeline_permissions``)."""
+
     owner = serializers.CharField(source="owner.username", read_only=True)
     version = serializers.IntegerField(source="latest_version", read_only=True)
+    project = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
     document = serializers.SerializerMethodField()
+    permissions = serializers.SerializerMethodField()
 
     class Meta:
         model = Pipeline
-        fields = ["id", "name", "description", "owner", "version", "created_at", "updated_at", "document"]
+        fields = [
+            "id",
+            "name",
+            "description",
+            "owner",
+            "project",
+            "visibility",
+            "version",
+            "created_at",
+            "updated_at",
+            "document",
+            "permissions",
+        ]
 
     def get_document(self, pipeline) -> dict:
         version = pipeline.versions.filter(number=pipeline.latest_version).first()
         return version.document if version else None
+
+    @extend_schema_field(PipelinePermissionsSerializer)
+    def get_permissions(self, pipeline) -> dict[str, bool]:
+        known = self.context.get("permissions") or {}
+        if pipeline.pk in known:
+            return known[pipeline.pk]
+        request = self.context.get("request")
+        user = request.user if request is not None else None
+        return pipeline_permissions(user=user, pipelines=[pipeline])[pipeline.pk]
 
 
 class PipelineWriteSerializer(serializers.Serializer):
@@ -80,6 +123,21 @@ class PipelineWriteSerializer(serializers.Serializer):
     description = serializers.CharField(required=False, allow_blank=True, default="")
     document = DocumentField(help_text="The pipeline document (format iliad.pipeline, version 1).")
     message = serializers.CharField(required=False, allow_blank=True, default="", max_length=500)
+    project = serializers.CharField(
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        max_length=50,
+        help_text="Slug or id of a project where you are an owner or editor; empty or null: no project. "
+        "Changing it needs the right to delete the pipeline.",
+    )
+    visibility = serializers.ChoiceField(
+        choices=Visibility.choices,
+        required=False,
+        help_text="Who may see it: private (its owner), project (its project's members, by role), public "
+        "(everyone signed in, read-only). Default for a new pipeline: private. Changing it needs the "
+        "right to delete the pipeline.",
+    )
 
 
 class DocumentSerializer(serializers.Serializer):

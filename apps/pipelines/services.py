@@ -41,12 +41,23 @@ def _require_valid(document: Any) -> None:
 
 
 @transaction.atomic
-def pipeline_create(*, owner, name: str, document: Any, description: str = "") -> Pipeline:
+def pipeline_create(
+    *, owner, name: str, document: Any, description: str = "", project=None, visibility: str = "private"
+) -> Pipeline:
     """Create a pipeline with version 1; raises PipelineInvalid with every issue of the document,
-    LimitExceeded when ``owner`` has as many pipelines as ``ILIAD_LIMIT_PIPELINES`` allows."""
+    LimitExceeded when ``owner`` has as many pipelines as ``ILIAD_LIMIT_PIPELINES`` allows.
+    ``project`` and ``visibility`` must have been checked by the caller
+    (``apps.projects.services.project_for_pipeline`` and ``sharing_check``)."""
     _require_valid(document)
     check_pipeline_allowed(user=owner)
-    pipeline = Pipeline.objects.create(owner=owner, name=name, description=description, latest_version=1)
+    pipeline = Pipeline.objects.create(
+        owner=owner,
+        name=name,
+        description=description,
+        latest_version=1,
+        project=project,
+        visibility=visibility,
+    )
     PipelineVersion.objects.create(pipeline=pipeline, number=1, document=document, created_by=owner)
     return pipeline
 

@@ -8,4 +8,5 @@ urlpatterns = [
     path("pipelines/<int:pipeline_id>/", views.pipeline_detail, name="pipeline-detail"),
     path("pipelines/<int:pipeline_id>/edit/", editor.pipeline_edit, name="pipeline-edit"),
     path("pipelines/<int:pipeline_id>/run/", views.pipeline_run, name="pipeline-run"),
+    path("pipelines/<int:pipeline_id>/delete/", views.pipeline_delete_page, name="pipeline-delete"),
 ]

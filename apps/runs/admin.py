@@ -1,18 +1,23 @@
 from django.contrib import admin
 from django.utils.html import format_html
 
+from apps.projects.admin import AccessScopedAdmin
 from apps.runs.models import Artifact, Run, RunEvent, StepRun
 
 
 @admin.register(Run)
-class RunAdmin(admin.ModelAdmin):
+class RunAdmin(AccessScopedAdmin):
+    scope = "run"
     list_display = ("id", "pipeline_name", "pipeline_version", "owner", "state", "created_at", "finished_at")
     list_filter = ("state",)
 
 
 @admin.register(StepRun)
-class StepRunAdmin(admin.ModelAdmin):
+class StepRunAdmin(AccessScopedAdmin):
     """Shows a failed step's whole traceback, which users never see (the API leaves it out)."""
+
+    scope = "run"
+    via = "run"
 
     list_display = ("id", "run", "node_id", "block_id", "state", "attempts", "worker", "finished_at")
     list_filter = ("state",)
@@ -23,5 +28,13 @@ class StepRunAdmin(admin.ModelAdmin):
         return format_html("<pre>{}</pre>", (step.error or {}).get("traceback") or "-")
 
 
-admin.site.register(Artifact)
-admin.site.register(RunEvent)
+@admin.register(Artifact)
+class ArtifactAdmin(AccessScopedAdmin):
+    scope = "run"
+    via = "run"
+
+
+@admin.register(RunEvent)
+class RunEventAdmin(AccessScopedAdmin):
+    scope = "run"
+    via = "run"

@@ -4,20 +4,22 @@ from django.conf import settings
 from django.db.models import Prefetch
 from django.http import FileResponse, Http404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.pipelines.apis import get_visible_pipeline, invalid_response
 from apps.pipelines.serializers import PipelineInvalidSerializer
 from apps.pipelines.services import PipelineInvalid
+from apps.projects.access import can
 from apps.runs.models import Artifact, Run, RunState
-from apps.runs.selectors import run_events, run_get, runs_visible_to
+from apps.runs.selectors import EVENTS_PAGE_MAX, run_events, run_get, runs_visible_to
 from apps.runs.serializers import RunCreateSerializer, RunDetailSerializer, RunSerializer
 from apps.runs.services import RunRejected, run_cancel, run_submit
 from blocks.manifest import ManifestError, path_from_uri
+from blocks.types import PORT_TYPES
 from iliad_portal.api_pagination import StrictLimitOffsetPagination
 
 
@@ -39,7 +41,7 @@ def run_detail_data(run: Run) -> dict:
 
 def _paginated_runs(request, view, queryset):
     state = request.query_params.get("state")
-    if state:
+    if state is not None:
         if state not in RunState.values:
             raise ValidationError({"state": f"unknown state {state!r}; one of {', '.join(RunState.values)}"})
         queryset = queryset.filter(state=state)
@@ -60,10 +62,15 @@ class PipelineRunsApi(APIView):
         return _paginated_runs(request, self, runs_visible_to(user=request.user).filter(pipeline=pipeline))
 
     @extend_schema(
-        request=RunCreateSerializer, responses={201: RunDetailSerializer, 400: PipelineInvalidSerializer}
+        request=RunCreateSerializer,
+        responses={
+            201: RunDetailSerializer,
+            400: PipelineInvalidSerializer,
+            409: OpenApiResponse(description="Your stored results are over ILIAD_LIMIT_STORAGE_MB."),
+        },
     )
     def post(self, request, pipeline_id: int):
-        pipeline = get_visible_pipeline(request, pipeline_id)
+        pipeline = get_visible_pipeline(request, pipeline_id, action="run")
         data = RunCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         try:
@@ -95,9 +102,20 @@ class RunDetailApi(APIView):
 
 
 class RunCancelApi(APIView):
-    @extend_schema(request=None, responses={200: RunDetailSerializer})
+    @extend_schema(
+        request=None,
+        responses={
+            200: RunDetailSerializer,
+            409: OpenApiResponse(description="The run has already finished."),
+        },
+    )
     def post(self, request, run_id: int):
         run = get_visible_run(request, run_id)
+        if not can(request.user, "cancel", run):
+            raise PermissionDenied(
+                "you may see this run but not cancel it (its starter and its project's owners and "
+                "editors may)"
+            )
         try:
             run = run_cancel(run=run)
         except RunRejected as error:
@@ -108,8 +126,16 @@ class RunCancelApi(APIView):
 class RunEventsApi(APIView):
     @extend_schema(
         parameters=[
-            OpenApiParameter("after", int, description="Only events with a sequence number above this."),
-            OpenApiParameter("limit", int, description="At most this many (≤ 1000)."),
+            OpenApiParameter(
+                "after",
+                {"type": "integer", "minimum": 0},
+                description="Only events with a sequence number above this.",
+            ),
+            OpenApiParameter(
+                "limit",
+                {"type": "integer", "minimum": 1, "maximum": EVENTS_PAGE_MAX},
+                description=f"At most this many (default and maximum {EVENTS_PAGE_MAX}).",
+            ),
         ],
         responses=OpenApiTypes.OBJECT,
     )
@@ -117,9 +143,12 @@ class RunEventsApi(APIView):
         run = get_visible_run(request, run_id)
         try:
             after = int(request.query_params.get("after", 0))
-            limit = int(request.query_params.get("limit", 1000))
+            limit = int(request.query_params.get("limit", EVENTS_PAGE_MAX))
         except ValueError:
             raise ValidationError({"detail": "after and limit must be integers"}) from None
+        if after < 0 or not 1 <= limit <= EVENTS_PAGE_MAX:
+            bounds = f"after must be at least 0 and limit 1 to {EVENTS_PAGE_MAX}"
+            raise ValidationError({"detail": f"{bounds}, not {after} and {limit}"})
         events = [event.as_dict() for event in run_events(run_id=run.pk, after=after, limit=limit)]
         return Response({"run": run.pk, "state": run.state, "last_seq": run.last_event_seq, "events": events})
 
@@ -146,7 +175,12 @@ def safe_download_name(name: str, fallback: str) -> str:
 
 class ArtifactDownloadApi(APIView):
     @extend_schema(
-        responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
+        # The artifact's own media type: one of the port types', or octet-stream when it has none.
+        responses={
+            (200, media_type): OpenApiTypes.BINARY
+            for media_type in sorted({port_type.media_type for port_type in PORT_TYPES.values()})
+            + ["application/octet-stream"]
+        },
         parameters=[
             OpenApiParameter(
                 "inline",
@@ -161,6 +195,8 @@ class ArtifactDownloadApi(APIView):
         ],
     )
     def get(self, request, run_id: int, artifact_id: int):
+        if request.query_params.get("inline", "1") != "1":
+            raise ValidationError({"inline": "1 to show the artifact in the browser, or leave it out"})
         run = get_visible_run(request, run_id)
         artifact = Artifact.objects.select_related("step").filter(run=run, pk=artifact_id).first()
         if artifact is None:

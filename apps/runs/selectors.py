@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
-
+from apps.projects.access import runs_changeable_by, runs_visible_to
 from apps.runs.models import Run, RunEvent
 
+__all__ = ["run_events", "run_get", "runs_changeable_by", "runs_visible_to"]
+
 EVENTS_PAGE_MAX = 1000
-
-
-def runs_visible_to(*, user) -> QuerySet[Run]:
-    return Run.objects.filter(owner=user)
 
 
 def run_get(*, user, run_id: int) -> Run | None:

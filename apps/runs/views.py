@@ -2,13 +2,15 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import render
 
+from apps.projects.access import can
 from apps.runs.apis import run_detail_data
 from apps.runs.selectors import run_get, runs_visible_to
 
 
 @login_required
 def run_list(request):
-    return render(request, "runs/list.html", {"runs": runs_visible_to(user=request.user)[:100]})
+    runs = runs_visible_to(user=request.user).select_related("owner")[:100]
+    return render(request, "runs/list.html", {"runs": runs})
 
 
 @login_required
@@ -17,4 +19,5 @@ def run_detail(request, run_id: int):
     if run is None:
         raise Http404("no such run")
     data = run_detail_data(run)
-    return render(request, "runs/detail.html", {"run": run, "data": data})
+    may_cancel = can(request.user, "cancel", run)
+    return render(request, "runs/detail.html", {"run": run, "data": data, "may_cancel": may_cancel})

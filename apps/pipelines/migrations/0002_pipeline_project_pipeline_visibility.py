@@ -20,6 +20,6 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='pipeline',
             name='visibility',
-            field=models.CharField(choices=[('private', 'only its owner'), ('project', 'members of its project'), ('public', 'everyone signed in (read-only)')], default='private', max_length=8),
+            field=models.CharField(choices=[('private', 'only its owner'), ('project', 'members of its project'), ('public', 'everyone signed in (read-only)')], default='private', help_text="Who may see it: its owner alone, its project's members, or everyone signed in.", max_length=8),
         ),
     ]
