@@ -56,14 +56,14 @@ test: venv browser-deps frontend-deps reference-env oidc-deps ## ruff, the whole
 	$(MAKE) --no-print-directory test-embedded
 	$(MAKE) --no-print-directory test-stack
 
-test-embedded: venv reference-env ## the whole test suite on SQLite + an embedded Redis-protocol server
-	$(VPY) -m pytest
+test-embedded: venv reference-env browser-deps frontend-deps oidc-deps ## the whole test suite on SQLite + an embedded Redis-protocol server
+	$(VPY) -m pytest --durations=25
 
 # On a shared database the settings need ILIAD_SECRET_KEY (they refuse to invent one): a fresh one per run.
 test-stack: venv check-services ## the e2e and database-dependent tests on PostgreSQL + Redis (TEST_DATABASE_URL, TEST_REDIS_URL)
 	ILIAD_TEST_STACK=postgres DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
 		ILIAD_SECRET_KEY=test-stack-$$(date +%s%N) \
-		$(VPY) -m pytest -m "e2e or stack"
+		$(VPY) -m pytest -m "(e2e or stack) and not science" --durations=15
 
 reference-env: $(MHW_STAMP) ## .venv-mhw: mhw-detect (Hobday/Oliver's marineHeatWaves), the heatwave tests' oracle
 

@@ -69,6 +69,7 @@ def payload(run, node_id: str, port: str):
 
 
 @pytest.mark.e2e
+@pytest.mark.science
 def test_aquaculture_template_finds_the_planted_2022_heatwave(worker, api, demo_data_space):
     run = run_template(api, "aquaculture-heatwave-alert")
     events = table(run, "events", "table")
@@ -79,6 +80,7 @@ def test_aquaculture_template_finds_the_planted_2022_heatwave(worker, api, demo_
 
 
 @pytest.mark.e2e
+@pytest.mark.science
 def test_model_validation_template_scores_each_buoy(worker, api, demo_data_space):
     run = run_template(api, "model-validation-buoys")
     skill = table(run, "report", "table")
@@ -89,6 +91,7 @@ def test_model_validation_template_scores_each_buoy(worker, api, demo_data_space
 
 
 @pytest.mark.e2e
+@pytest.mark.science
 def test_oil_spill_template_drifts_particles_and_maps_them(worker, api, demo_data_space):
     run = run_template(api, "oil-spill-drift")
     tracks = payload(run, "drift", "tracks")
@@ -97,6 +100,7 @@ def test_oil_spill_template_drifts_particles_and_maps_them(worker, api, demo_dat
 
 
 @pytest.mark.e2e
+@pytest.mark.science
 def test_forecast_template_forecasts_two_weeks_with_intervals(worker, api, demo_data_space):
     run = run_template(api, "sst-site-forecast")
     forecast = table(run, "forecast", "forecast")
@@ -107,6 +111,7 @@ def test_forecast_template_forecasts_two_weeks_with_intervals(worker, api, demo_
 
 
 @pytest.mark.e2e
+@pytest.mark.science
 def test_offshore_wind_template_reports_statistics_and_exceedance(worker, api, demo_data_space):
     run = run_template(api, "offshore-wind-site-conditions")
     statistics = table(run, "stats_table", "table")
