@@ -83,19 +83,19 @@ def events_append(*, run_id: int, events: Iterable[NewEvent]) -> list[RunEvent]:
 class _Pusher:
     """Sends run events to live listeners from one long-lived event loop thread per process.
 
-    Events are gathered for ``FLUSH_DELAY_S`` and sent as one channel-layer message per run: a
-    running step commits several times a second, and a group_send per commit costs a few Redis
-    round trips each (≈ 4 ms per pipeline step measured). Sends are fire-and-forget: a listener
-    that misses something fills the gap from the database.
+    A commit's events leave at once when nothing is on its way to the run's listeners; while a send
+    is in flight, what commits meanwhile is gathered and leaves as one message when it completes.
+    An idle run's event so costs no waiting, and a busy run (a chain commits several times a second
+    per worker) sends about one message per Redis round trip instead of one per commit. Sends are
+    fire-and-forget: a listener that sees a gap fills it from the database.
     """
-
-    FLUSH_DELAY_S = 0.05
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pid = 0
         self._pending: dict[str, list[dict[str, Any]]] = {}
+        self._busy: set[str] = set()  # groups with a send scheduled or in flight
 
     def _running_loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
@@ -103,27 +103,46 @@ class _Pusher:
                 self._loop = asyncio.new_event_loop()
                 self._pid = os.getpid()
                 self._pending = {}
+                self._busy = set()
                 threading.Thread(target=self._loop.run_forever, name="run-event-push", daemon=True).start()
             return self._loop
 
     def send(self, group: str, events: list[dict[str, Any]]) -> None:
         loop = self._running_loop()
         with self._lock:
-            first = not self._pending
             self._pending.setdefault(group, []).extend(events)
-        if first:
-            loop.call_soon_threadsafe(loop.call_later, self.FLUSH_DELAY_S, self._flush)
+            if group in self._busy:  # the send in flight picks these up when it completes
+                return
+            self._busy.add(group)
+        loop.call_soon_threadsafe(self._send_pending, group)
 
-    def _flush(self) -> None:
-        """Runs in the loop thread: one message per run with everything gathered since the last."""
-        layer = get_channel_layer()
+    def _send_pending(self, group: str) -> None:
+        """Runs in the loop thread: one message with everything gathered for ``group``, then again
+        once it has gone, until nothing is left."""
         with self._lock:
-            pending, self._pending = self._pending, {}
+            events = self._pending.pop(group, None)
+            if not events:
+                self._busy.discard(group)
+                return
+        layer = get_channel_layer()
         if layer is None:
+            with self._lock:
+                self._busy.discard(group)
+                self._pending.pop(group, None)
             return
-        for group, events in pending.items():
-            task = asyncio.ensure_future(layer.group_send(group, {"type": "run.events", "events": events}))
-            task.add_done_callback(_log_failure)
+        task = asyncio.ensure_future(layer.group_send(group, {"type": "run.events", "events": events}))
+        task.add_done_callback(lambda future: (_log_failure(future), self._send_pending(group)))
+
+    def wait_idle(self, timeout: float = 5.0) -> bool:
+        """Wait until every event handed over has been sent (or failed); True if it came to that.
+        For short-lived processes, whose daemon thread would otherwise die with unsent events."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._busy or self._pid != os.getpid():
+                    return True
+            time.sleep(0.01)
+        return False
 
 
 def _log_failure(future) -> None:
