@@ -2,13 +2,13 @@
 
 from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from rest_framework import authentication, exceptions, permissions
+from rest_framework import exceptions, permissions
 
 from apps.accounts.services import TokenRefused, api_token_authenticate
-from apps.accounts.throttling import TokenFailureThrottle
+from apps.accounts.throttling import FailureThrottledAuthentication
 
 
-class ApiTokenAuthentication(authentication.BaseAuthentication):
+class ApiTokenAuthentication(FailureThrottledAuthentication):
     """Returns ``(user, token)`` for a valid, unrevoked, unexpired token (``request.auth`` is then the
     ``ApiToken``: its ``project_id``, when set, restricts what the selectors show), None without a
     ``Token`` header. Raises AuthenticationFailed (401, saying why) for a bad, revoked or expired one,
@@ -18,20 +18,9 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
     keyword = "Token"
 
     def authenticate(self, request):
-        header = authentication.get_authorization_header(request).split()
-        if not header or header[0].lower() != self.keyword.lower().encode():
+        user, token = super().authenticate(request) or (None, None)
+        if token is None:
             return None
-        throttle = TokenFailureThrottle()
-        wait = throttle.wait_before_next_attempt(request)
-        if wait is not None:
-            raise exceptions.Throttled(
-                wait, detail="Too many failed token authentications from your address; tokens are refused."
-            )
-        try:
-            user, token = self._authenticate_token(header)
-        except exceptions.AuthenticationFailed:
-            throttle.record_failure(request)
-            raise
         if token.is_read_only and request.method not in permissions.SAFE_METHODS:
             raise exceptions.PermissionDenied(
                 f"This token is read-only: it may not {request.method} here. Use a read-write token."

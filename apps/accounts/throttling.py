@@ -6,8 +6,12 @@ cache, shared by all processes when ``REDIS_URL`` is set.
 
 from __future__ import annotations
 
-from rest_framework import throttling
+import logging
+
+from rest_framework import authentication, exceptions, throttling
 from rest_framework.settings import api_settings
+
+logger = logging.getLogger(__name__)
 
 
 def client_address(request) -> str:
@@ -61,3 +65,32 @@ class TokenFailureThrottle(_RatesReadPerRequest, throttling.SimpleRateThrottle):
     def record_failure(self, request) -> None:
         key, failures, now = self._recent_failures(request)
         self.cache.set(key, [now, *failures], self.duration)
+
+
+class FailureThrottledAuthentication(authentication.BaseAuthentication):
+    """An ``Authorization: <keyword> <credential>`` scheme whose failed attempts count against the
+    client's address (``TokenFailureThrottle``): once they are used up, every credential from that
+    address is refused with 429. Subclasses set ``keyword`` and implement ``_authenticate_token(header)``
+    (the split header) returning ``(user, auth)`` or raising AuthenticationFailed with a sentence."""
+
+    keyword: str
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).split()
+        if not header or header[0].lower() != self.keyword.lower().encode():
+            return None
+        throttle = TokenFailureThrottle()
+        wait = throttle.wait_before_next_attempt(request)
+        if wait is not None:
+            raise exceptions.Throttled(
+                wait, detail="Too many failed token authentications from your address; tokens are refused."
+            )
+        try:
+            return self._authenticate_token(header)
+        except exceptions.AuthenticationFailed as error:
+            logger.warning("%s authentication refused: %s", self.keyword, error.detail)
+            throttle.record_failure(request)
+            raise
+
+    def _authenticate_token(self, header: list[bytes]):
+        raise NotImplementedError

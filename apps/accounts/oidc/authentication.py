@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import logging
-
 from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from rest_framework import authentication, exceptions
+from rest_framework import exceptions
 
 from apps.accounts.models import Identity
 from apps.accounts.oidc.tokens import TokenRefused, unverified_issuer, validate_jwt
-from apps.accounts.throttling import TokenFailureThrottle
-
-logger = logging.getLogger(__name__)
+from apps.accounts.throttling import FailureThrottledAuthentication
 
 
-class OIDCBearerAuthentication(authentication.BaseAuthentication):
+class OIDCBearerAuthentication(FailureThrottledAuthentication):
     """Returns ``(user, claims)`` for an access token signed by a configured provider (JWKS), with that
     provider's exact ``iss``, an ``aud`` containing its API audience (``ILIAD_OIDC_<NAME>_API_AUDIENCE``,
     default the client id), a future ``exp`` and a ``sub`` linked to a portal user by an earlier
@@ -23,23 +19,6 @@ class OIDCBearerAuthentication(authentication.BaseAuthentication):
     Throttled (429) after too many failures from the client's address (``token_failure`` rate)."""
 
     keyword = "Bearer"
-
-    def authenticate(self, request):
-        header = authentication.get_authorization_header(request).split()
-        if not header or header[0].lower() != self.keyword.lower().encode():
-            return None
-        throttle = TokenFailureThrottle()
-        wait = throttle.wait_before_next_attempt(request)
-        if wait is not None:
-            raise exceptions.Throttled(
-                wait, detail="Too many failed token authentications from your address; tokens are refused."
-            )
-        try:
-            return self._authenticate_token(header)
-        except exceptions.AuthenticationFailed as error:
-            logger.warning("%s", error.detail)
-            throttle.record_failure(request)
-            raise
 
     def _authenticate_token(self, header: list[bytes]):
         if len(header) != 2:
