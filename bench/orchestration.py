@@ -299,7 +299,8 @@ def measure_pipeline(stack: Stack, pipeline, user, steps: int, timeout: float) -
     from apps.runs.services import run_submit
 
     started = time.time()
-    run = run_submit(pipeline=pipeline, user=user)
+    # Without the step cache: every repeat runs the same no-op steps, which it would otherwise reuse.
+    run = run_submit(pipeline=pipeline, user=user, cache=False)
     dispatched = time.time()
     deadline = time.monotonic() + timeout
     while True:

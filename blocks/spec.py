@@ -200,6 +200,10 @@ class BlockSpec:
         default_factory=lambda: {"type": "object", "properties": {}, "additionalProperties": False}
     )
     resources: Resources = Resources()
+    cacheable: bool = True
+    """False for a block whose outputs may differ for the same inputs and parameters (it reads the
+    clock, draws random numbers without a seed parameter, or fetches remote content that can
+    change): the portal then never reuses an earlier result of it."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -212,6 +216,7 @@ class BlockSpec:
             "outputs": [port.to_dict() for port in self.outputs],
             "parameters": dict(self.parameters),
             "resources": self.resources.to_dict(),
+            "cacheable": self.cacheable,
         }
 
     def check(self, known_types: Mapping[str, Any]) -> None:
@@ -305,11 +310,13 @@ def block(
     parameters: Mapping[str, Any] | None = None,
     resources: Resources = Resources(),
     description: str | None = None,
+    cacheable: bool = True,
 ) -> Callable[[BlockFunction], Block]:
     """Decorate a function to make it a :class:`Block`.
 
     ``description`` defaults to the function's docstring, which is shown as markdown in the catalog,
-    so write it for the stakeholder who picks the block, not for the programmer.
+    so write it for the stakeholder who picks the block, not for the programmer. ``cacheable=False``
+    marks a block whose results must never be reused (see :attr:`BlockSpec.cacheable`).
     """
 
     def wrap(function: BlockFunction) -> Block:
@@ -325,6 +332,7 @@ def block(
             parameters=parameters
             or {"type": "object", "properties": {}, "additionalProperties": False},
             resources=resources,
+            cacheable=cacheable,
         )
         return Block(spec=spec, function=function)
 

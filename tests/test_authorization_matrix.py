@@ -124,6 +124,13 @@ API = {
     ),
     "runs_cancel_create": (None, {"owner": 200, "editor": 200, "viewer": 403, "other": 404}, SIGNED_IN),
     "runs_events_retrieve": (None, {"owner": 200, "editor": 200, "viewer": 200, "other": 404}, SIGNED_IN),
+    "runs_rerun_create": (
+        {"from": "mean"},
+        {"owner": 201, "editor": 201, "viewer": 403, "other": 404},
+        SIGNED_IN,
+    ),
+    # The run is queued, not failed: those who may run its pipeline learn that it cannot be retried.
+    "runs_retry_create": (None, {"owner": 409, "editor": 409, "viewer": 403, "other": 404}, SIGNED_IN),
     "schema_retrieve": (None, {"owner": 200, "editor": 200, "viewer": 200, "other": 200}, PUBLIC),
     "templates_list": (None, {"owner": 200, "editor": 200, "viewer": 200, "other": 200}, SIGNED_IN),
     "templates_retrieve": (None, {"owner": 200, "editor": 200, "viewer": 200, "other": 200}, SIGNED_IN),

@@ -144,6 +144,13 @@ def test_storage_limit(api, bob_api, user, catalog, settings, dispatched):
         sha256="0" * 64, size=MB - 1,
     )
     assert post_run(api, pipeline_id).status_code == 201  # just under 1 MB
+    produced = Artifact.objects.get(run=run)
+    reuse = Run.objects.exclude(pk=run.pk).get(owner=user)
+    Artifact.objects.create(  # a cached step's artifact names the same file: not counted again
+        run=reuse, step=reuse.steps.first(), port="result", uri="file:///x", type="json",
+        media_type="application/json", sha256="0" * 64, size=MB - 1, cached_from=produced,
+    )
+    assert post_run(api, pipeline_id).status_code == 201
     Artifact.objects.filter(run=run).update(size=3 * MB // 2)
     refused = post_run(api, pipeline_id)
     assert refused.status_code == 409
@@ -151,7 +158,7 @@ def test_storage_limit(api, bob_api, user, catalog, settings, dispatched):
         "detail": "The results of your runs take 1.5 MB, the limit is 1 MB (ILIAD_LIMIT_STORAGE_MB). "
         "Delete runs whose results you no longer need, or ask an administrator to raise the limit."
     }
-    assert Run.objects.filter(owner=user).count() == 2
+    assert Run.objects.filter(owner=user).count() == 3
     assert post_run(bob_api, make_pipeline(bob_api)).status_code == 201  # another user's storage
 
 

@@ -72,7 +72,13 @@ def check_run_allowed(*, user, steps: int) -> None:
             )
     limit = settings.ILIAD_LIMIT_STORAGE_MB
     if limit:
-        used = Artifact.objects.filter(run__owner=user).aggregate(total=Sum("size"))["total"] or 0
+        # A reused (cached) result names a file another artifact produced: count each file once.
+        used = (
+            Artifact.objects.filter(run__owner=user, cached_from__isnull=True).aggregate(total=Sum("size"))[
+                "total"
+            ]
+            or 0
+        )
         if used >= limit * MEGABYTE:
             raise LimitExceeded(
                 f"The results of your runs take {used / MEGABYTE:,.1f} MB, the limit is {limit} MB "

@@ -22,6 +22,7 @@ class StepRunAdmin(AccessScopedAdmin):
     list_display = ("id", "run", "node_id", "block_id", "state", "attempts", "worker", "finished_at")
     list_filter = ("state",)
     readonly_fields = ("error_traceback",)
+    raw_id_fields = ("cached_from",)
 
     @admin.display(description="Traceback")
     def error_traceback(self, step: StepRun) -> str:
@@ -32,6 +33,7 @@ class StepRunAdmin(AccessScopedAdmin):
 class ArtifactAdmin(AccessScopedAdmin):
     scope = "run"
     via = "run"
+    raw_id_fields = ("cached_from",)
 
 
 @admin.register(RunEvent)

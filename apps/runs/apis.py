@@ -10,14 +10,19 @@ from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.pipelines.apis import get_visible_pipeline, invalid_response
+from apps.pipelines.apis import REFUSED, get_visible_pipeline, invalid_response
 from apps.pipelines.serializers import PipelineInvalidSerializer
 from apps.pipelines.services import PipelineInvalid
 from apps.projects.access import can
 from apps.runs.models import Artifact, Run, RunState
 from apps.runs.selectors import EVENTS_PAGE_MAX, run_events, run_get, runs_visible_to
-from apps.runs.serializers import RunCreateSerializer, RunDetailSerializer, RunSerializer
-from apps.runs.services import RunRejected, run_cancel, run_submit
+from apps.runs.serializers import (
+    RunCreateSerializer,
+    RunDetailSerializer,
+    RunRerunSerializer,
+    RunSerializer,
+)
+from apps.runs.services import RunRejected, run_cancel, run_rerun, run_retry, run_submit
 from blocks.manifest import ManifestError, path_from_uri
 from blocks.types import PORT_TYPES
 from iliad_portal.api_pagination import StrictLimitOffsetPagination
@@ -79,6 +84,7 @@ class PipelineRunsApi(APIView):
                 user=request.user,
                 version=data.validated_data.get("version"),
                 target=data.validated_data["target"],
+                cache=data.validated_data["cache"],
             )
         except PipelineInvalid as error:
             return invalid_response(error)
@@ -121,6 +127,68 @@ class RunCancelApi(APIView):
         except RunRejected as error:
             return Response({"detail": str(error)}, status=status.HTTP_409_CONFLICT)
         return Response(run_detail_data(run))
+
+
+RUN_AGAIN_RESPONSES = {
+    201: RunDetailSerializer,
+    400: PipelineInvalidSerializer,
+    403: OpenApiResponse(description="You may see the run but not run (or, to change parameters, edit) "
+                         "its pipeline."),
+    409: OpenApiResponse(description="The run cannot be run again this way (see detail)."),
+}
+
+
+def _runnable_pipeline_of(request, run: Run, *, edit: bool) -> None:
+    """403 unless the user may run the run's pipeline (and edit it, to save changed parameters)."""
+    if run.pipeline is None:
+        return  # the service refuses it with a 409 that says why
+    for action in ("run", "edit") if edit else ("run",):
+        if not can(request.user, action, run.pipeline):
+            raise PermissionDenied(REFUSED[action])
+
+
+class RunRerunApi(APIView):
+    @extend_schema(request=RunRerunSerializer, responses=RUN_AGAIN_RESPONSES)
+    def post(self, request, run_id: int):
+        """Run the run's pipeline again from one node: the steps upstream of it reuse this run's
+        results, the node and everything downstream execute (with changed parameters, if given)."""
+        run = get_visible_run(request, run_id)
+        data = RunRerunSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        _runnable_pipeline_of(request, run, edit=bool(data.validated_data["params"]))
+        try:
+            new_run = run_rerun(
+                run=run, user=request.user, from_node=data.validated_data["from"],
+                params=data.validated_data["params"], cache=data.validated_data["cache"],
+            )
+        except PipelineInvalid as error:
+            return invalid_response(error)
+        except RunRejected as error:
+            return Response({"detail": str(error)}, status=status.HTTP_409_CONFLICT)
+        return Response(run_detail_data(new_run), status=status.HTTP_201_CREATED)
+
+
+class RunRetryApi(APIView):
+    @extend_schema(
+        request=None,
+        responses={
+            **RUN_AGAIN_RESPONSES,
+            400: OpenApiResponse(description="The pipeline version no longer validates against the catalog "
+                                 "(its issues are under errors)."),
+        },
+    )
+    def post(self, request, run_id: int):
+        """Retry a failed run: a new run reuses its succeeded steps' results and executes its failed
+        steps and everything after them."""
+        run = get_visible_run(request, run_id)
+        _runnable_pipeline_of(request, run, edit=False)
+        try:
+            new_run = run_retry(run=run, user=request.user)
+        except PipelineInvalid as error:
+            return invalid_response(error)
+        except RunRejected as error:
+            return Response({"detail": str(error)}, status=status.HTTP_409_CONFLICT)
+        return Response(run_detail_data(new_run), status=status.HTTP_201_CREATED)
 
 
 class RunEventsApi(APIView):

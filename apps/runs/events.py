@@ -83,12 +83,16 @@ def events_append(*, run_id: int, events: Iterable[NewEvent]) -> list[RunEvent]:
 class _Pusher:
     """Sends run events to live listeners from one long-lived event loop thread per process.
 
-    A commit's events leave at once when nothing is on its way to the run's listeners; while a send
-    is in flight, what commits meanwhile is gathered and leaves as one message when it completes.
-    An idle run's event so costs no waiting, and a busy run (a chain commits several times a second
-    per worker) sends about one message per Redis round trip instead of one per commit. Sends are
-    fire-and-forget: a listener that sees a gap fills it from the database.
+    A commit's events leave at once when the run's previous message left at least ``MIN_GAP_S`` ago
+    and is no longer in flight; otherwise what commits meanwhile is gathered and leaves as one message
+    when that time comes. A quiet run's event so waits for nothing, and a busy run (a chain commits
+    hundreds of times a second per worker) sends at most one message per ``MIN_GAP_S`` per process
+    instead of one per commit: each costs a Redis round trip here and a delivery to every listener
+    in the ASGI server. Sends are fire-and-forget: a listener that sees a gap fills it from the
+    database.
     """
+
+    MIN_GAP_S = 0.02
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -96,6 +100,7 @@ class _Pusher:
         self._pid = 0
         self._pending: dict[str, list[dict[str, Any]]] = {}
         self._busy: set[str] = set()  # groups with a send scheduled or in flight
+        self._sent_at: dict[str, float] = {}  # when each group's last message left
 
     def _running_loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
@@ -104,6 +109,7 @@ class _Pusher:
                 self._pid = os.getpid()
                 self._pending = {}
                 self._busy = set()
+                self._sent_at = {}
                 threading.Thread(target=self._loop.run_forever, name="run-event-push", daemon=True).start()
             return self._loop
 
@@ -114,7 +120,11 @@ class _Pusher:
             if group in self._busy:  # the send in flight picks these up when it completes
                 return
             self._busy.add(group)
-        loop.call_soon_threadsafe(self._send_pending, group)
+            delay = self._sent_at.get(group, 0.0) + self.MIN_GAP_S - time.monotonic()
+        if delay > 0:
+            loop.call_soon_threadsafe(loop.call_later, delay, self._send_pending, group)
+        else:
+            loop.call_soon_threadsafe(self._send_pending, group)
 
     def _send_pending(self, group: str) -> None:
         """Runs in the loop thread: one message with everything gathered for ``group``, then again
@@ -130,8 +140,19 @@ class _Pusher:
                 self._busy.discard(group)
                 self._pending.pop(group, None)
             return
+        with self._lock:
+            self._sent_at[group] = time.monotonic()
         task = asyncio.ensure_future(layer.group_send(group, {"type": "run.events", "events": events}))
-        task.add_done_callback(lambda future: (_log_failure(future), self._send_pending(group)))
+        task.add_done_callback(lambda future: (_log_failure(future), self._sent(group)))
+
+    def _sent(self, group: str) -> None:
+        """Runs in the loop thread once a message has gone: the next one, if any, after ``MIN_GAP_S``."""
+        with self._lock:
+            if not self._pending.get(group):
+                self._busy.discard(group)
+                return
+            delay = self._sent_at[group] + self.MIN_GAP_S - time.monotonic()
+        asyncio.get_running_loop().call_later(max(0.0, delay), self._send_pending, group)
 
     def wait_idle(self, timeout: float = 5.0) -> bool:
         """Wait until every event handed over has been sent (or failed); True if it came to that.
@@ -157,11 +178,67 @@ def _push(run_id: int, events: list[dict[str, Any]]) -> None:
     _pusher.send(run_group(run_id), events)
 
 
+def events_push_wait(timeout: float = 5.0) -> bool:
+    """Wait until this process has sent every event it committed to live listeners (True) or
+    ``timeout`` passed (False). Pushes leave from a daemon thread: a short-lived process (a script, a
+    test's writer) calls this before it exits, or its last events reach listeners only from the
+    database."""
+    return _pusher.wait_idle(timeout)
+
+
+class _DelayedFlusher:
+    """One thread per process that writes a sink's buffered events once they have waited
+    ``interval_s``: a block that reports progress and then computes for a minute must not keep that
+    report from its watchers until its next event. Scheduling is a dict entry under a lock, so the
+    hot path of a step (which reports progress and ends within milliseconds) costs no thread wake-up:
+    the thread looks every ``TICK_S``, and a sink drained before its time is simply forgotten."""
+
+    TICK_S = 0.05
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._due: dict[StepEventSink, float] = {}
+        self._pid = 0
+
+    def schedule(self, sink: StepEventSink, at: float) -> None:
+        with self._lock:
+            if self._pid != os.getpid():  # first use in this process (or a forked child)
+                self._pid = os.getpid()
+                self._due = {}
+                threading.Thread(target=self._run, name="run-event-flush", daemon=True).start()
+            self._due.setdefault(sink, at)
+
+    def cancel(self, sink: StepEventSink) -> None:
+        with self._lock:
+            self._due.pop(sink, None)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.TICK_S)
+            now = time.monotonic()
+            with self._lock:
+                ready = [sink for sink, at in self._due.items() if at <= now]
+                for sink in ready:
+                    del self._due[sink]
+            for sink in ready:
+                try:
+                    sink.flush()
+                except Exception:  # the events stay buffered: the step's end writes them
+                    logger.warning("could not write the events of step %s early", sink.node_id, exc_info=True)
+                    connection.close()
+
+
+_flusher = _DelayedFlusher()
+
+
 class StepEventSink:
     """Collects a running block's progress and log events and writes them in batches.
 
-    A chatty block must not turn every log line into a transaction: lines are flushed at most every
-    ``interval_s`` (or when ``max_batch`` pile up), and only the newest progress report is kept.
+    A chatty block must not turn every log line into a transaction: lines are written at most every
+    ``interval_s`` (or when ``max_batch`` pile up), and only the newest progress report is kept. What
+    waits is written by a background thread once it has waited ``interval_s``, so watchers see every
+    event within about ``interval_s`` even when the block then stays silent; :meth:`drain` hands over
+    what is left (to be written with the step's final state) and stops that.
     """
 
     def __init__(self, *, run_id: int, node_id: str, interval_s: float = 0.5, max_batch: int = 200) -> None:
@@ -171,37 +248,65 @@ class StepEventSink:
         self.max_batch = max_batch
         self._buffer: list[NewEvent] = []
         self._last_flush = time.monotonic()
+        self._lock = threading.Lock()  # the buffer, shared with the flusher thread
+        self._write_lock = threading.Lock()  # batches are written in the order they were taken
+        self._closed = False
 
     def __call__(self, event: dict[str, Any]) -> None:
         kind = event.get("kind")
-        if kind == "progress":
-            self._buffer = [item for item in self._buffer if item[0] != RunEvent.Kind.PROGRESS]
-            self._buffer.append(
-                (
-                    RunEvent.Kind.PROGRESS,
-                    self.node_id,
-                    {"fraction": event.get("fraction"), "message": event.get("message", "")},
+        with self._lock:
+            if kind == "progress":
+                self._buffer = [item for item in self._buffer if item[0] != RunEvent.Kind.PROGRESS]
+                self._buffer.append(
+                    (
+                        RunEvent.Kind.PROGRESS,
+                        self.node_id,
+                        {"fraction": event.get("fraction"), "message": event.get("message", "")},
+                    )
                 )
-            )
-        elif kind == "log":
-            self._buffer.append(
-                (
-                    RunEvent.Kind.LOG,
-                    self.node_id,
-                    {"level": event.get("level", "info"), "message": event.get("message", "")},
+            elif kind == "log":
+                self._buffer.append(
+                    (
+                        RunEvent.Kind.LOG,
+                        self.node_id,
+                        {"level": event.get("level", "info"), "message": event.get("message", "")},
+                    )
                 )
+            else:
+                return
+            due = (
+                len(self._buffer) >= self.max_batch or time.monotonic() - self._last_flush >= self.interval_s
             )
-        if len(self._buffer) >= self.max_batch or time.monotonic() - self._last_flush >= self.interval_s:
+            if not due and not self._closed:
+                _flusher.schedule(self, self._last_flush + self.interval_s)
+        if due:
             self.flush()
 
+    def _take(self) -> list[NewEvent]:
+        with self._lock:
+            self._last_flush = time.monotonic()
+            pending, self._buffer = self._buffer, []
+            return pending
+
     def drain(self) -> list[NewEvent]:
-        """Hand over the buffered events (e.g. to be written with the step's final state)."""
-        self._last_flush = time.monotonic()
-        pending, self._buffer = self._buffer, []
-        return pending
+        """Hand over the buffered events (e.g. to be written with the step's final state); nothing is
+        written in the background any more. Waits for a background write in progress, so that the
+        events handed over come after everything written before."""
+        with self._lock:
+            self._closed = True
+        _flusher.cancel(self)
+        with self._write_lock:
+            return self._take()
 
     def flush(self) -> None:
-        pending = self.drain()
-        if pending:
-            with transaction.atomic():
-                events_append(run_id=self.run_id, events=pending)
+        """Write the buffered events now, in a transaction of their own."""
+        with self._write_lock:
+            pending = self._take()
+            if pending:
+                try:
+                    with transaction.atomic():
+                        events_append(run_id=self.run_id, events=pending)
+                except Exception:
+                    with self._lock:
+                        self._buffer[:0] = pending
+                    raise

@@ -39,6 +39,10 @@ class Run(models.Model):
     pipeline_name = models.CharField(max_length=200)
     snapshot = models.JSONField(help_text="{'document': ..., 'blocks': {'id@version': spec}}")
     target = models.CharField(max_length=64, default="celery")
+    cache = models.BooleanField(
+        default=True,
+        help_text="Whether its steps may reuse the results of identical earlier steps (the step cache).",
+    )
     state = models.CharField(max_length=16, choices=RunState.choices, default=RunState.QUEUED)
     last_event_seq = models.PositiveBigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -77,6 +81,21 @@ class StepRun(models.Model):
         null=True, blank=True, help_text="Last sign of life of the worker running it (state running)."
     )
     finished_at = models.DateTimeField(null=True, blank=True)
+    cache_key = models.CharField(
+        max_length=64,
+        blank=True,
+        db_index=True,
+        help_text="sha256 of block id@version, parameters with defaults and input checksums (see "
+        "engine.cache); set when the step became ready in a run using the cache, empty otherwise.",
+    )
+    cached_from = models.ForeignKey(
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="reused_by",
+        help_text="The earlier step whose results this one reused instead of running.",
+    )
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["run", "node_id"], name="unique_step_per_run")]
@@ -99,6 +118,15 @@ class Artifact(models.Model):
     media_type = models.CharField(max_length=100)
     sha256 = models.CharField(max_length=64)
     size = models.PositiveBigIntegerField()
+    cached_from = models.ForeignKey(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="reused_by",
+        help_text="The artifact that first produced this file (same URI), when a step reused it. "
+        "Protected: a file must not be deleted while another run's artifact refers to it.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -27,6 +27,16 @@ class StepErrorSerializer(serializers.Serializer):
 class StepRunSerializer(serializers.ModelSerializer):
     node = serializers.CharField(source="node_id")
     error = StepErrorSerializer(read_only=True, allow_null=True)
+    cached = serializers.SerializerMethodField(
+        help_text="True when the step did not execute but reused the results of an earlier identical step."
+    )
+    cached_from = serializers.IntegerField(
+        source="cached_from_id", allow_null=True, read_only=True,
+        help_text="The id of the earlier step whose results it reused.",
+    )
+
+    def get_cached(self, step) -> bool:
+        return step.cached_from_id is not None
 
     class Meta:
         model = StepRun
@@ -38,6 +48,8 @@ class StepRunSerializer(serializers.ModelSerializer):
             "state",
             "attempts",
             "error",
+            "cached",
+            "cached_from",
             "queued_at",
             "dispatched_at",
             "started_at",
@@ -58,6 +70,7 @@ class RunSerializer(serializers.ModelSerializer):
             "pipeline_version",
             "owner",
             "target",
+            "cache",
             "state",
             "last_event_seq",
             "created_at",
@@ -78,6 +91,26 @@ class RunDetailSerializer(RunSerializer):
 class RunCreateSerializer(serializers.Serializer):
     version = serializers.IntegerField(required=False, min_value=1, help_text="Default: the latest version.")
     target = serializers.CharField(required=False, default="celery")
+    cache = serializers.BooleanField(
+        required=False, default=True,
+        help_text="false: execute every step, reusing no earlier results (default true: a step identical "
+        "to a succeeded one of a run you may see reuses its results).",
+    )
+
+
+class RunRerunSerializer(serializers.Serializer):
+    # "from" is a Python keyword: the field is declared under it below.
+    params = serializers.DictField(
+        child=serializers.DictField(), required=False, default=dict,
+        help_text="Node id → parameter values to change; saves a new pipeline version and runs that.",
+    )
+    cache = serializers.BooleanField(required=False, default=True)
+
+
+RunRerunSerializer._declared_fields["from"] = serializers.CharField(
+    help_text="The node to execute again, with everything downstream of it; the steps upstream reuse "
+    "this run's results."
+)
 
 
 class RunEventSerializer(serializers.Serializer):

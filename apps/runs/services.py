@@ -14,11 +14,11 @@ import logging
 import threading
 import time
 import traceback
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from itertools import zip_longest
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -30,7 +30,8 @@ from apps.accounts.limits import check_run_allowed
 from apps.catalog.selectors import catalog_specs
 from apps.pipelines.models import Pipeline
 from apps.pipelines.selectors import pipeline_version_get
-from apps.pipelines.services import PipelineInvalid, pipeline_document_issues
+from apps.pipelines.services import PipelineInvalid, pipeline_document_issues, pipeline_update
+from apps.projects.access import runs_visible_to
 from apps.runs.events import NewEvent, StepEventSink, events_append
 from apps.runs.models import (
     RUN_FINISHED,
@@ -42,9 +43,17 @@ from apps.runs.models import (
     StepState,
 )
 from blocks.context import WalltimeExceeded
-from blocks.manifest import InputRef, ResultManifest, StepManifest, uri_from_path
-from blocks.runner import run_step
+from blocks.manifest import (
+    InputRef,
+    ManifestError,
+    ResultManifest,
+    StepManifest,
+    path_from_uri,
+    uri_from_path,
+)
+from blocks.runner import run_step, with_defaults
 from engine import PipelineGraph, parse_document
+from engine.cache import step_cache_key
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +81,7 @@ def _state_event(state: str, node_id: str = "", **extra: Any) -> NewEvent:
     return (RunEvent.Kind.STATE, node_id, {"state": state, **extra})
 
 
-RUN_FIELDS_FOR_STEPS = ("id", "owner", "state", "target", "created_at")
+RUN_FIELDS_FOR_STEPS = ("id", "owner", "state", "target", "cache", "created_at")
 """What step execution needs of its run: never the snapshot, which is read once per process."""
 STEP_FIELDS = (
     "id", "run_id", "node_id", "block_id", "block_version", "params", "state", "attempts", "walltime_s"
@@ -91,6 +100,190 @@ def run_graph(run: Run) -> PipelineGraph:
         snapshot = Run.objects.values_list("snapshot", flat=True).get(pk=run.pk)
         graph = _graphs[key] = PipelineGraph.from_document(parse_document(snapshot["document"]))
     return graph
+
+
+class _CachePlan(NamedTuple):
+    """What the step cache needs of a run's snapshot: per cacheable node, its block, version,
+    parameters with defaults and input port order (non-cacheable nodes are left out), and the
+    nodes a rerun must execute whatever the cache holds."""
+
+    steps: dict[str, tuple[str, str, dict[str, Any], list[str]]]
+    fresh: frozenset[str]
+
+
+_cache_plans: dict[tuple[int, object], _CachePlan] = {}
+
+
+def _cache_plan(run: Run) -> _CachePlan:
+    """The run's cache plan; like its graph, read once per process."""
+    key = (run.pk, run.created_at)
+    plan = _cache_plans.get(key)
+    if plan is None:
+        if len(_cache_plans) >= 256:
+            _cache_plans.clear()
+        snapshot = Run.objects.values_list("snapshot", flat=True).get(pk=run.pk)
+        steps = {}
+        for node in snapshot["document"]["nodes"]:
+            spec = snapshot["blocks"][f"{node['block']}@{node['version']}"]
+            if spec.get("cacheable", True):
+                params = with_defaults(spec["parameters"], node.get("params") or {})
+                ports = [port["name"] for port in spec.get("inputs", ())]
+                steps[node["id"]] = (node["block"], node["version"], params, ports)
+        fresh = frozenset((snapshot.get("rerun") or {}).get("execute", ()))
+        plan = _cache_plans[key] = _CachePlan(steps, fresh)
+    return plan
+
+
+class CachedResult(NamedTuple):
+    """A succeeded step whose artifact files are all still there: results another step may reuse."""
+
+    step_id: int
+    run_id: int
+    node_id: str
+    cache_key: str
+    artifacts: list[Artifact]
+
+
+def _file_present(uri: str) -> bool:
+    try:
+        return path_from_uri(uri).is_file()
+    except ManifestError:  # not a local file: it cannot be checked here, so it is not reused
+        return False
+
+
+def _results_on_disk(step_ids: Iterable[int]) -> dict[int, CachedResult]:
+    """Of these succeeded steps, those whose artifact files all still exist, by step id."""
+    rows = StepRun.objects.filter(pk__in=list(step_ids), state=StepState.SUCCEEDED).values_list(
+        "id", "run_id", "node_id", "cache_key"
+    )
+    results = {row[0]: CachedResult(*row, artifacts=[]) for row in rows}
+    for artifact in Artifact.objects.filter(step_id__in=list(results)):
+        results[artifact.step_id].artifacts.append(artifact)
+    return {
+        step_id: result
+        for step_id, result in results.items()
+        if all(_file_present(artifact.uri) for artifact in result.artifacts)
+    }
+
+
+def _cached_results(run: Run, keys: set[str]) -> dict[str, CachedResult]:
+    """For each of ``keys`` that has one, the newest succeeded step of another run with that key
+    whose files are still there and whose run the run's owner may see (their own runs and those
+    ``apps.projects.access`` lets them see)."""
+    rows = list(
+        StepRun.objects.filter(cache_key__in=keys, state=StepState.SUCCEEDED)
+        .exclude(run_id=run.pk)
+        .order_by("-id")
+        .values_list("id", "cache_key", "run_id", "run__owner_id")
+    )
+    if not rows:
+        return {}
+    others = {run_id for _, _, run_id, owner_id in rows if owner_id != run.owner_id}
+    if others:
+        owner = get_user_model().objects.get(pk=run.owner_id)
+        seen = set(runs_visible_to(user=owner).filter(pk__in=others).values_list("pk", flat=True))
+        rows = [row for row in rows if row[2] not in others or row[2] in seen]
+    on_disk = _results_on_disk(step_id for step_id, *_ in rows)
+    found: dict[str, CachedResult] = {}
+    for step_id, key, _, _ in rows:
+        if key not in found and step_id in on_disk:
+            found[key] = on_disk[step_id]
+    return found
+
+
+def _cache_keys(run: Run, plan: _CachePlan, graph: PipelineGraph, ready: Mapping[str, int]) -> dict[str, str]:
+    """The cache keys of the ready cacheable steps (node id → key), from their inputs' checksums:
+    one query for all of them."""
+    nodes = [node_id for node_id in ready if node_id in plan.steps]
+    sources = {edge.source for node_id in nodes for edge in graph.incoming(node_id)}
+    checksums = {}
+    if sources:
+        checksums = {
+            (node_id, port): sha256
+            for node_id, port, sha256 in Artifact.objects.filter(
+                run_id=run.pk, step__node_id__in=sources
+            ).values_list("step__node_id", "port", "sha256")
+        }
+    keys = {}
+    for node_id in nodes:
+        block_id, version, params, ports = plan.steps[node_id]
+        inputs = {
+            edge.target_port: checksums.get((edge.source, edge.source_port), "")
+            for edge in graph.incoming(node_id)
+        }
+        if all(inputs.values()):  # an upstream output that is missing: nothing to key on
+            keys[node_id] = step_cache_key(
+                block=block_id, version=version, params=params, inputs=inputs, port_order=ports
+            )
+    return keys
+
+
+def _record_reused(run: Run, reused: Mapping[str, tuple[int, CachedResult]], now: datetime) -> list[NewEvent]:
+    """Record pending steps (node id → (step id, earlier result)) as succeeded with the earlier
+    results: new artifact rows naming the same files, each pointing at the artifact that first
+    produced its file. Returns their state events (``cached: true``)."""
+    events: list[NewEvent] = []
+    artifacts: list[Artifact] = []
+    for node_id, (step_id, result) in reused.items():
+        if not StepRun.objects.filter(pk=step_id, state=StepState.PENDING).update(
+            state=StepState.SUCCEEDED, queued_at=now, started_at=now, finished_at=now,
+            cached_from_id=result.step_id, cache_key=result.cache_key,
+        ):
+            continue
+        artifacts += [
+            Artifact(
+                run_id=run.pk, step_id=step_id, port=artifact.port, uri=artifact.uri, type=artifact.type,
+                media_type=artifact.media_type, sha256=artifact.sha256, size=artifact.size,
+                cached_from_id=artifact.cached_from_id or artifact.pk,
+            )
+            for artifact in result.artifacts
+        ]
+        events.append(
+            _state_event(
+                StepState.SUCCEEDED, node_id, cached=True,
+                cached_from={"run": result.run_id, "node": result.node_id},
+            )
+        )
+    Artifact.objects.bulk_create(artifacts)
+    if events:
+        Run.objects.filter(pk=run.pk, state=RunState.QUEUED).update(state=RunState.RUNNING, started_at=now)
+    return events
+
+
+def _reuse_cached(run: Run, ready: dict[str, int], now: datetime) -> tuple[dict[str, int], list[NewEvent]]:
+    """Of the steps that just became ready (node id → step id), record those with a cached result
+    as succeeded with it (see ``_record_reused``), then likewise the steps that made ready, and so
+    on. Returns the steps left to queue and the events of the reuses. Each round costs a few
+    queries for all of its steps; a run without the cache (``Run.cache``) costs none.
+
+    Callers hold the run's lock.
+    """
+    if not run.cache or not ready:
+        return ready, []
+    plan = _cache_plan(run)
+    graph = run_graph(run)
+    to_queue: dict[str, int] = {}
+    events: list[NewEvent] = []
+    while ready:
+        keys = _cache_keys(run, plan, graph, ready)
+        if keys:
+            StepRun.objects.bulk_update(
+                [StepRun(pk=ready[node_id], cache_key=key) for node_id, key in keys.items()], ["cache_key"]
+            )
+        wanted = {node_id: key for node_id, key in keys.items() if node_id not in plan.fresh}
+        found = _cached_results(run, set(wanted.values())) if wanted else {}
+        hits = {node_id: (ready[node_id], found[key]) for node_id, key in wanted.items() if key in found}
+        to_queue.update((node_id, step_id) for node_id, step_id in ready.items() if node_id not in hits)
+        if not hits:
+            break
+        events += _record_reused(run, hits, now)
+        candidates = set().union(*(graph.downstream(node_id) for node_id in hits)) - set(to_queue)
+        involved = candidates.union(*(graph.upstream(node_id) for node_id in candidates))
+        rows = StepRun.objects.filter(run=run, node_id__in=involved).values_list("node_id", "state", "id")
+        states = {node_id: step_state for node_id, step_state, _ in rows}
+        step_ids = {node_id: step_id for node_id, _, step_id in rows}
+        ready = {node_id: step_ids[node_id] for node_id in graph.ready(states) if node_id in candidates}
+    return to_queue, events
 
 
 def _queue(
@@ -244,8 +437,25 @@ def dispatch_steps(step_ids: list[int], *, target: str) -> None:
 
 
 @transaction.atomic
-def run_submit(*, pipeline: Pipeline, user, version: int | None = None, target: str = "celery") -> Run:
+def run_submit(
+    *,
+    pipeline: Pipeline,
+    user,
+    version: int | None = None,
+    target: str = "celery",
+    cache: bool = True,
+    reuse: Mapping[str, int] | None = None,
+    rerun: Mapping[str, Any] | None = None,
+) -> Run:
     """Freeze a pipeline version into a run and dispatch its first steps once committed.
+
+    With ``cache`` (the default), a step that becomes ready is not executed when a succeeded step
+    with the same cache key (``engine.cache``) of a run the user may see still has its files: it is
+    recorded as succeeded with those results. ``reuse`` (node id → id of an earlier succeeded step
+    of the same node) takes those results as they are, cache or not, whenever their files are still
+    there; the nodes must include everything upstream of each (``run_rerun``, ``run_retry``).
+    ``rerun`` (what the run repeats: ``{"run", "from", "execute"}``) is kept in the snapshot; its
+    ``execute`` nodes are never taken from the cache.
 
     Raises RunRejected for an unknown version or target, PipelineInvalid when the document no longer
     validates against the catalog (e.g. a block version was removed), LimitExceeded when the user
@@ -270,7 +480,12 @@ def run_submit(*, pipeline: Pipeline, user, version: int | None = None, target: 
         pipeline_version=pipeline_version.number,
         pipeline_name=pipeline.name,
         target=target,
-        snapshot={"document": pipeline_version.document, "blocks": blocks},
+        cache=cache,
+        snapshot={
+            "document": pipeline_version.document,
+            "blocks": blocks,
+            **({"rerun": dict(rerun)} if rerun else {}),
+        },
     )
     steps = StepRun.objects.bulk_create(
         StepRun(
@@ -285,10 +500,25 @@ def run_submit(*, pipeline: Pipeline, user, version: int | None = None, target: 
     )
     step_ids = {step.node_id: step.pk for step in steps}
     graph = PipelineGraph.from_document(document)
-    ready = graph.ready({node_id: StepState.PENDING for node_id in graph.nodes})
+    states = {node_id: StepState.PENDING for node_id in graph.nodes}
     events = [_state_event(RunState.QUEUED, pipeline_version=pipeline_version.number)]
-    events += _queue(run, {node_id: step_ids[node_id] for node_id in ready})[0]
+    now = timezone.now()
+    if reuse:
+        on_disk = _results_on_disk(reuse.values())
+        taken: dict[str, tuple[int, CachedResult]] = {}
+        for node_id in graph.topological_order():  # a result is taken only if its upstream ones are
+            source_id = reuse.get(node_id)
+            if source_id in on_disk and graph.upstream(node_id) <= taken.keys():
+                taken[node_id] = (step_ids[node_id], on_disk[source_id])
+        events += _record_reused(run, taken, now)
+        states.update((node_id, StepState.SUCCEEDED) for node_id in taken)
+    ready, reused = _reuse_cached(run, {node_id: step_ids[node_id] for node_id in graph.ready(states)}, now)
+    events += reused
+    queued = _queue(run, ready)[0]
+    events += queued
     _release_held(user.pk)
+    if not queued:  # every step was taken from earlier runs
+        events += _run_finish_if_done(run, now)
     events_append(run_id=run.pk, events=events)
     return run
 
@@ -310,13 +540,13 @@ def _claim(step_id: int, worker: str) -> StepRun | None:
         if not claimed:
             return None
         step = _claimed_step(step_id)
-        if step.run.state == RunState.QUEUED:
-            Run.objects.filter(pk=step.run_id, state=RunState.QUEUED).update(
-                state=RunState.RUNNING, started_at=now
-            )
-        events_append(
-            run_id=step.run_id, events=[_state_event(StepState.RUNNING, step.node_id, worker=worker)]
-        )
+        events = []
+        if step.run.state == RunState.QUEUED and Run.objects.filter(
+            pk=step.run_id, state=RunState.QUEUED
+        ).update(state=RunState.RUNNING, started_at=now):
+            events.append(_state_event(RunState.RUNNING))
+        events.append(_state_event(StepState.RUNNING, step.node_id, worker=worker))
+        events_append(run_id=step.run_id, events=events)
     return step
 
 
@@ -588,6 +818,8 @@ def _step_ended(
         states = {node_id: step_state for node_id, step_state, _ in rows}
         step_ids = {node_id: step_id for node_id, _, step_id in rows}
         ready = {node_id: step_ids[node_id] for node_id in graph.ready(states) if node_id in candidates}
+        ready, reused = _reuse_cached(run, ready, now)
+        events += reused
         queued, kept = _queue(run, ready, keep_for=keep_for)
         held = len(ready) > (kept is not None)
         events += queued
@@ -674,6 +906,80 @@ def run_cancel(*, run: Run) -> Run:
     _release_held(run.owner_id)
     events_append(run_id=run.pk, events=events)
     return run
+
+
+@transaction.atomic
+def run_rerun(
+    *, run: Run, user, from_node: str, params: Mapping[str, Mapping[str, Any]] | None = None,
+    cache: bool = True,
+) -> Run:
+    """A new run of ``run``'s pipeline version that takes the results of ``run``'s succeeded steps
+    as they are, except for ``from_node`` and everything downstream of it, which execute again.
+
+    ``params`` (node id → parameter values to change) first saves a new pipeline version (the run's
+    document with those values merged in) and runs that; the changed nodes and everything
+    downstream of them execute too. Raises RunRejected when the run's pipeline was deleted or a node
+    is not in the run, PipelineInvalid when the changed document does not validate, and whatever
+    ``run_submit`` raises.
+    """
+    graph = run_graph(run)
+    changed = dict(params or {})
+    unknown = sorted({from_node, *changed} - set(graph.nodes))
+    if unknown:
+        raise RunRejected(f"run {run.pk} has no node {', '.join(map(repr, unknown))}; its nodes: "
+                          f"{', '.join(graph.nodes)}")
+    not_objects = sorted(node_id for node_id, values in changed.items() if not isinstance(values, Mapping))
+    if not_objects:
+        raise RunRejected(f"params of {', '.join(not_objects)} must be an object of parameter values")
+    if run.pipeline_id is None:
+        raise RunRejected(f"the pipeline of run {run.pk} was deleted; it cannot be run again")
+    execute = set()
+    for node_id in {from_node, *changed}:
+        execute |= {node_id, *graph.descendants(node_id)}
+    pipeline, version = run.pipeline, run.pipeline_version
+    snapshot = Run.objects.values_list("snapshot", flat=True).get(pk=run.pk)
+    if changed:
+        document = snapshot["document"]
+        document = {
+            **document,
+            "nodes": [
+                {**node, "params": {**node.get("params", {}), **changed[node["id"]]}}
+                if node["id"] in changed else node
+                for node in document["nodes"]
+            ],
+        }
+        pipeline = pipeline_update(
+            pipeline=pipeline, user=user, document=document,
+            message=f"parameters of {', '.join(sorted(changed))} changed to rerun run {run.pk} "
+            f"from {from_node}",
+        )
+        version = pipeline.latest_version
+    return _run_again(run, user=user, version=version, cache=cache, execute=execute, from_node=from_node)
+
+
+@transaction.atomic
+def run_retry(*, run: Run, user, cache: bool = True) -> Run:
+    """A new run of a failed ``run``'s pipeline version that takes the results of its succeeded steps
+    as they are and executes its failed steps and what follows them. Raises RunRejected for a run
+    that did not fail or whose pipeline was deleted, and whatever ``run_submit`` raises."""
+    if run.state != RunState.FAILED:
+        raise RunRejected(f"run {run.pk} did not fail ({run.state}); only a failed run can be retried")
+    if run.pipeline_id is None:
+        raise RunRejected(f"the pipeline of run {run.pk} was deleted; it cannot be run again")
+    again = set(run.steps.exclude(state=StepState.SUCCEEDED).values_list("node_id", flat=True))
+    return _run_again(
+        run, user=user, version=run.pipeline_version, cache=cache, execute=again, from_node=None
+    )
+
+
+def _run_again(run: Run, *, user, version: int, cache: bool, execute: set[str], from_node: str | None) -> Run:
+    reuse = dict(
+        run.steps.filter(state=StepState.SUCCEEDED).exclude(node_id__in=execute).values_list("node_id", "id")
+    )
+    return run_submit(
+        pipeline=run.pipeline, user=user, version=version, target=run.target, cache=cache, reuse=reuse,
+        rerun={"run": run.pk, "from": from_node, "execute": sorted(execute)},
+    )
 
 
 def steps_requeue_lost(*, older_than: timedelta) -> int:

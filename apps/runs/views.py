@@ -20,4 +20,11 @@ def run_detail(request, run_id: int):
         raise Http404("no such run")
     data = run_detail_data(run)
     may_cancel = can(request.user, "cancel", run)
-    return render(request, "runs/detail.html", {"run": run, "data": data, "may_cancel": may_cancel})
+    pipeline = run.pipeline
+    may_run = pipeline is not None and can(request.user, "run", pipeline)
+    may_edit = pipeline is not None and can(request.user, "edit", pipeline)
+    return render(
+        request,
+        "runs/detail.html",
+        {"run": run, "data": data, "may_cancel": may_cancel, "may_run": may_run, "may_edit": may_edit},
+    )

@@ -320,6 +320,7 @@ SELECTION_PARAMETERS: dict[str, Any] = {
         },
     },
     resources=Resources(cpus=1, memory_mb=2048, walltime_s=3600),
+    cacheable=False,  # a URL's content (or a data-space file) can change under the same source
 )
 def open_gridded(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     """Open a gridded dataset (NetCDF, Zarr or OPeNDAP) from the data space or the web.
@@ -498,6 +499,7 @@ OBSERVATION_PARAMETERS: dict[str, Any] = {
                   "One row per measurement: station, time, lat, lon, depth, variable, value, "
                   "quality_flag."),),
     parameters=OBSERVATION_PARAMETERS,
+    cacheable=False,  # a URL's content (or a data-space file) can change under the same source
 )
 def open_observations(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     """Open in-situ measurements (buoys, moorings, floats) and keep the trustworthy ones.

@@ -485,6 +485,7 @@ PARAMETERS: dict[str, Any] = {
     ),
     parameters=PARAMETERS,
     resources=Resources(cpus=1, memory_mb=3072, walltime_s=3600),
+    cacheable=False,  # particles are released and diffused at random, without a seed parameter
 )
 def particle_drift(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     """Simulate where an oil spill, fish larvae or floating litter drift with the currents and wind.

@@ -763,6 +763,17 @@ function Editor({ config, specs, initialDocument }) {
     });
   }, [ready, flowReady, nodesInitialized, nodes.length]);
 
+  // ?node=<id> (e.g. "Open in editor at this node" on a run page): select and centre that node once.
+  const focusedFromUrl = useRef(false);
+  useEffect(() => {
+    if (!ready || focusedFromUrl.current) return;
+    focusedFromUrl.current = true;
+    const nodeId = new URLSearchParams(window.location.search).get("node");
+    if (!nodeId) return;
+    if (nodesRef.current.some((node) => node.id === nodeId)) focusNode(nodeId);
+    else say(`This pipeline has no node "${nodeId}".`, "error");
+  }, [ready, focusNode, say]);
+
   // --- drag and drop from the palette -------------------------------------------------------
   const onDragOver = useCallback((event) => {
     if (event.dataTransfer.types.includes(DRAG_TYPE)) {

@@ -29,6 +29,16 @@
     el.className = "state state-" + state;
   }
 
+  // The run's badge only moves forward (queued → running → finished): the page is rendered with the
+  // run's current state, and replaying its older events must not take the badge back.
+  const RUN_STATE_RANK = { pending: 0, queued: 1, running: 2, succeeded: 3, failed: 3, cancelled: 3 };
+
+  function setRunState(state) {
+    const current = runState.textContent.trim();
+    if (finished.has(current) || (RUN_STATE_RANK[state] ?? 0) < (RUN_STATE_RANK[current] ?? 0)) return;
+    setState(runState, state);
+  }
+
   function showError(row, error) {
     const cell = row.querySelector(".state").parentElement;
     let box = cell.querySelector(".error");
@@ -52,7 +62,7 @@
         showError(row, event.error);
         if (event.state === "succeeded") row.querySelector("progress").value = 1;
       } else {
-        setState(runState, event.state);
+        setRunState(event.state);
         if (finished.has(event.state)) refreshResults();
       }
       const where = event.node ? event.node : "run";
@@ -159,6 +169,34 @@
         headers: { "X-CSRFToken": csrf ? csrf.split("=")[1] : "" },
       });
     }
+  });
+
+  // "Retry failed step" and "Rerun from here" start a new run and open its page.
+  document.addEventListener("click", (e) => {
+    const button = e.target.closest("#retry-run, button.rerun-step");
+    if (!button) return;
+    const status = document.getElementById("run-again-status");
+    const csrf = document.cookie.split("; ").find((c) => c.startsWith("csrftoken="));
+    button.disabled = true;
+    fetch(button.dataset.url, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRFToken": csrf ? csrf.split("=")[1] : "" },
+      body: JSON.stringify(button.dataset.node ? { from: button.dataset.node } : {}),
+    })
+      .then((response) => response.json().then((body) => ({ ok: response.ok, body })))
+      .then(({ ok, body }) => {
+        if (ok) {
+          window.location.assign("/runs/" + body.id + "/");
+          return;
+        }
+        button.disabled = false;
+        status.textContent = "Could not start the new run: " + (body.detail || JSON.stringify(body));
+      })
+      .catch(() => {
+        button.disabled = false;
+        status.textContent = "Could not start the new run: the server did not answer.";
+      });
   });
 
   // --- live connection ------------------------------------------------------------------------

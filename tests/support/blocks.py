@@ -144,3 +144,52 @@ def si_currents_model(ctx, inputs, params):
             if variable.attrs.get("units") != "m s-1":
                 raise ValueError(f"currents: {name!r} is in {variable.attrs.get('units')!r}, not m s-1")
     return {"currents": dataset}
+
+
+RECORD_PARAMETERS = {
+    "type": "object",
+    "properties": {
+        "marker": {"type": "string"},
+        "name": {"type": "string"},
+        "add": {"type": "number", "default": 1},
+        "fail_flag": {"type": "string", "default": ""},
+        "sleep_s": {"type": "number", "default": 0},
+    },
+    "required": ["marker", "name"],
+    "additionalProperties": False,
+}
+
+
+def _record(ctx, inputs, params):
+    """Appends ``name`` to the file ``marker`` (one line per execution), fails while the file
+    ``fail_flag`` exists, sleeps ``sleep_s``, then returns the upstream total plus ``add``."""
+    import time
+
+    with open(params["marker"], "a") as handle:
+        handle.write(f"{params['name']}\n")
+    if params["fail_flag"] and Path(params["fail_flag"]).exists():
+        raise RuntimeError(f"{params['name']}: flag {params['fail_flag']} is set")
+    time.sleep(params["sleep_s"])
+    total = (inputs.get("previous") or {}).get("total", 0) + params["add"]
+    return {"result": {"total": total}}
+
+
+record = block(
+    id="testing.record",
+    version="1.0.0",
+    title="Records its executions",
+    category="utility",
+    inputs=(Port("previous", "json", required=False),),
+    outputs=(Port("result", "json"),),
+    parameters=RECORD_PARAMETERS,
+)(_record)
+record_uncached = block(
+    id="testing.record_uncached",
+    version="1.0.0",
+    title="Records its executions, never reused",
+    category="utility",
+    inputs=(Port("previous", "json", required=False),),
+    outputs=(Port("result", "json"),),
+    parameters=RECORD_PARAMETERS,
+    cacheable=False,
+)(_record)
