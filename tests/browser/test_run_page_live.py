@@ -80,7 +80,7 @@ def test_the_run_page_reconnects_by_itself_and_misses_nothing(asgi_portal, page,
     page.on("request", lambda request: polls.append(request.url) if "/events/" in request.url else None)
 
     page.goto(f"{asgi_portal.url}/runs/{run.pk}/")
-    status = page.get_by_role("status")
+    status = page.get_by_role("status").and_(page.locator("#live-status"))
     log = page.get_by_role("log", name="Run log")
     expect(status).to_have_text("Live updates connected.")
     expect(log).to_contain_text("plot [info] line 2")
@@ -143,7 +143,7 @@ def test_without_websockets_the_page_announces_polling_and_keeps_polling_after_a
 
     page.route("**/api/runs/*/events/*", fail_first_poll)
     page.goto(f"{portal}/runs/{run.pk}/")
-    status = page.get_by_role("status")
+    status = page.get_by_role("status").and_(page.locator("#live-status"))
     expect(status).to_contain_text("Checking for new events failed; trying again shortly.")
     expect(status).to_contain_text("Live updates are unavailable.")
     log = page.get_by_role("log", name="Run log")
