@@ -295,7 +295,10 @@ def run_in_subprocess(home, env: dict[str, str], args: list[str]) -> subprocess.
     """``python ARGS`` in the repository with a clean Iliad environment plus ``env``, ILIAD_HOME=home."""
     clean = {
         name: value for name, value in os.environ.items()
-        if not name.startswith(("ILIAD_", "DATABASE_URL", "DJANGO_SETTINGS_MODULE"))
+        # DJANGO_ALLOW_ASYNC_UNSAFE: the browser tests set it for their process (async.E001 in deployment)
+        if not name.startswith(
+            ("ILIAD_", "DATABASE_URL", "DJANGO_SETTINGS_MODULE", "DJANGO_ALLOW_ASYNC_UNSAFE")
+        )
     }
     return subprocess.run(
         [sys.executable, *args], cwd=REPO_ROOT, env={**clean, "ILIAD_HOME": str(home), **env},

@@ -924,13 +924,16 @@ def run_rerun(
     """
     graph = run_graph(run)
     changed = dict(params or {})
-    unknown = sorted({from_node, *changed} - set(graph.nodes))
+    nodes = ", ".join(graph.nodes)
+    if from_node not in graph.nodes:
+        raise RunRejected(f"from: run {run.pk} has no node {from_node!r}; its nodes: {nodes}")
+    unknown = sorted(set(changed) - set(graph.nodes))
     if unknown:
-        raise RunRejected(f"run {run.pk} has no node {', '.join(map(repr, unknown))}; its nodes: "
-                          f"{', '.join(graph.nodes)}")
+        unknown_text = ", ".join(map(repr, unknown))
+        raise RunRejected(f"params: run {run.pk} has no node {unknown_text}; its nodes: {nodes}")
     not_objects = sorted(node_id for node_id, values in changed.items() if not isinstance(values, Mapping))
     if not_objects:
-        raise RunRejected(f"params of {', '.join(not_objects)} must be an object of parameter values")
+        raise RunRejected(f"params: the values of {', '.join(not_objects)} must be an object of parameter values")
     if run.pipeline_id is None:
         raise RunRejected(f"the pipeline of run {run.pk} was deleted; it cannot be run again")
     execute = set()
