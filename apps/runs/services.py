@@ -933,7 +933,8 @@ def run_rerun(
         raise RunRejected(f"params: run {run.pk} has no node {unknown_text}; its nodes: {nodes}")
     not_objects = sorted(node_id for node_id, values in changed.items() if not isinstance(values, Mapping))
     if not_objects:
-        raise RunRejected(f"params: the values of {', '.join(not_objects)} must be an object of parameter values")
+        listed = ", ".join(not_objects)
+        raise RunRejected(f"params: the values for {listed} must be objects of parameter values")
     if run.pipeline_id is None:
         raise RunRejected(f"the pipeline of run {run.pk} was deleted; it cannot be run again")
     execute = set()
