@@ -15,9 +15,8 @@ from typing import Any
 
 from django.conf import settings
 
-CF_ATTRIBUTES = ("units", "standard_name", "long_name", "units_metadata")
-NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".cdf", ".h5", ".hdf5")
-ZARR_SUFFIXES = (".zarr",)
+from blocks.library.data_access import NETCDF_SUFFIXES, ZARR_SUFFIXES
+from blocks.types import CF_COLUMN_KEYS as CF_ATTRIBUTES
 
 
 def describe_source(source: str) -> dict[str, Any] | None:

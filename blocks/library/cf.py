@@ -23,7 +23,9 @@ from typing import Any
 import pandas as pd
 import pint
 
-CF_ATTRIBUTES = ("units", "standard_name", "long_name", "units_metadata")
+from blocks.types import CF_COLUMN_KEYS
+
+CF_ATTRIBUTES = CF_COLUMN_KEYS
 """Variable attributes copied to table columns."""
 ON_SCALE = "temperature: on_scale"
 DIFFERENCE = "temperature: difference"
