@@ -15,7 +15,6 @@ from typing import Any
 
 from django.conf import settings
 
-from blocks.library.data_access import NETCDF_SUFFIXES, ZARR_SUFFIXES
 from blocks.types import CF_COLUMN_KEYS as CF_ATTRIBUTES
 
 
@@ -24,6 +23,9 @@ def describe_source(source: str) -> dict[str, Any] | None:
     path, or None when it is a URL or cannot be described (the run reports why)."""
     if not isinstance(source, str) or not source.strip() or "://" in source:
         return None
+    # Imported here: the block library brings xarray, which the web process need not load at start.
+    from blocks.library.data_access import NETCDF_SUFFIXES, ZARR_SUFFIXES
+
     root = Path(settings.ILIAD_DATA_DIR).resolve()
     try:
         path = (root / source.strip().lstrip("/")).resolve()
