@@ -104,6 +104,7 @@ INSTALLED_APPS = [
     "apps.runs",
     "apps.gallery",
     "apps.projects",
+    "apps.compute",
 ]
 
 MIDDLEWARE = [

@@ -1,0 +1,1 @@
+"""Compute targets and the executors that bring a step to them (contract 6 of the architecture)."""
