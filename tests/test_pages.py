@@ -82,3 +82,21 @@ def test_tokens_page_shows_a_new_key_once(client, user):
     assert key.startswith("ilp_") and len(key) > 40
     later = client.get("/account/tokens/").content.decode()
     assert key not in later and f"{key[:8]}…" in later and "notebook" in later
+
+
+def test_home_offers_templates_a_new_pipeline_and_recent_work(client, user, db):
+    client.force_login(user)
+    page = client.get("/").content.decode()
+    assert "through the API" not in page
+    assert 'href="/templates/"' in page and 'href="/pipelines/new/"' in page
+    assert "/pipelines/new/?template=" in page  # a pilot template opens straight in the editor
+    assert "Your recent work" in page
+
+
+def test_catalog_cards_render_markdown_before_shortening(client, user, catalog):
+    client.force_login(user)
+    page = client.get("/catalog/").content.decode()
+    cards = page[page.index('class="cards"'):]
+    card = cards[cards.index('data-block-id="deliver.csv"'):]
+    card = card[: card.index("</article>")]
+    assert "**" not in card  # cutting the source first left "**What comes …" unrendered

@@ -13,6 +13,7 @@ from apps.accounts.services import api_token_create, api_token_revoke
 def home(request):
     if not request.user.is_authenticated:
         return render(request, "home.html", {})
+    from apps.gallery.selectors import templates_all
     from apps.pipelines.selectors import pipelines_visible_to
     from apps.runs.selectors import runs_visible_to
 
@@ -22,6 +23,7 @@ def home(request):
         {
             "pipelines": pipelines_visible_to(user=request.user)[:10],
             "runs": runs_visible_to(user=request.user)[:10],
+            "templates": templates_all(),
         },
     )
 
