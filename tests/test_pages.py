@@ -1,5 +1,7 @@
 """Server-rendered pages: sign-in, catalog, pipeline and run pages, and who may see them."""
 
+import json
+
 import pytest
 from django.http import HttpRequest
 
@@ -100,3 +102,30 @@ def test_catalog_cards_render_markdown_before_shortening(client, user, catalog):
     card = cards[cards.index('data-block-id="deliver.csv"'):]
     card = card[: card.index("</article>")]
     assert "**" not in card  # cutting the source first left "**What comes …" unrendered
+
+
+def test_catalog_search_knows_synonyms(client, user, catalog):
+    client.force_login(user)
+    for query in ("heat wave", "MHW", "marine heatwave"):
+        page = client.get("/catalog/", {"q": query}).content.decode()
+        assert 'data-block-id="analytics.marine_heatwaves"' in page, query
+    sst = client.get("/catalog/", {"q": "sea surface temperature"}).content.decode()
+    assert 'data-block-id="analytics.marine_heatwaves"' in sst
+    nothing = client.get("/catalog/", {"q": "heat wave zebra"}).content.decode()
+    assert "data-block-id=" not in nothing  # every word must match
+
+
+def test_block_page_starts_a_pipeline_and_names_its_templates(client, user, catalog):
+    client.force_login(user)
+    page = client.get("/catalog/analytics.marine_heatwaves/").content.decode()
+    assert "/pipelines/new/?block=analytics.marine_heatwaves" in page
+    assert "/pipelines/new/?template=aquaculture-heatwave-alert" in page
+    editor = client.get("/pipelines/new/", {"block": "analytics.marine_heatwaves"}).content.decode()
+    start = editor.index('id="editor-document"')
+    document = json.loads(editor[editor.index(">", start) + 1: editor.index("</script>", start)])
+    assert [node["block"] for node in document["nodes"]] == ["analytics.marine_heatwaves"]
+    from engine import parse_document
+
+    parse_document(document)  # a valid document
+    unknown = client.get("/pipelines/new/", {"block": "no.such"}).content.decode()
+    assert 'id="editor-document" type="application/json">null<' in unknown

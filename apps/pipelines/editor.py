@@ -7,6 +7,7 @@ the REST API for validation, saving, versions, templates and runs.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from csp.constants import UNSAFE_EVAL
@@ -23,6 +24,7 @@ from apps.catalog.templatetags.portal import markdown
 from apps.pipelines.selectors import pipeline_get, pipeline_version_get
 from apps.projects.access import can
 from apps.runs.services import TARGETS
+from blocks.semver import semver_key
 from blocks.spec import CATEGORIES
 
 # The parameter forms check values with Ajv (@rjsf/validator-ajv8), which compiles each block's JSON
@@ -84,8 +86,26 @@ def _render_editor(request, *, pipeline=None, document=None, template: str = "")
 @ensure_csrf_cookie
 @editor_policy
 def pipeline_new(request):
-    """An empty editor; ``?template=<slug>`` starts from a template of the gallery."""
-    return _render_editor(request, template=request.GET.get("template", "").strip()[:200])
+    """An empty editor; ``?template=<slug>`` starts from a template of the gallery, ``?block=<id>``
+    from that block alone (its latest version, default parameters)."""
+    return _render_editor(
+        request,
+        template=request.GET.get("template", "").strip()[:200],
+        document=_single_block_document(request.GET.get("block", "").strip()[:200]),
+    )
+
+
+def _single_block_document(block_id: str) -> dict[str, Any] | None:
+    """A pipeline document holding one node of the latest version of ``block_id``; None for an
+    unknown or empty id (the editor then starts empty)."""
+    versions = catalog_specs().get(block_id) if block_id else None
+    if not versions:
+        return None
+    version = max(versions, key=semver_key)
+    name = re.sub(r"[^A-Za-z0-9_-]", "", block_id.rsplit(".", 1)[-1])[:40]
+    node = {"id": name if name[:1].isalpha() else "step", "block": block_id, "version": version,
+            "params": {}, "position": {"x": 80, "y": 80}}
+    return {"format": "iliad.pipeline", "version": 1, "nodes": [node], "edges": []}
 
 
 @login_required
