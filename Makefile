@@ -21,7 +21,7 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/iliad
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/7
 
 .PHONY: help venv run test test-embedded test-stack check-services lint bench bench-editor clean lock \
-	frontend frontend-deps browser-deps reference-env oidc-deps
+	frontend frontend-deps browser-deps reference-env oidc-deps slurm-cluster
 
 help: ## list the targets
 	@echo "Iliad Portal - make targets:"
@@ -51,12 +51,12 @@ $(STAMP):
 run: venv ## start the portal with embedded Redis, a worker and uvicorn (PORT=8000 ILIAD_HOME=var)
 	exec $(VPY) -m iliad_portal.embedded
 
-test: venv browser-deps frontend-deps reference-env oidc-deps ## ruff, the whole suite (SQLite + embedded Redis), then the e2e tests on PostgreSQL + Redis
+test: venv browser-deps frontend-deps reference-env oidc-deps slurm-cluster ## ruff, the whole suite (SQLite + embedded Redis), then the e2e tests on PostgreSQL + Redis
 	$(VENV)/bin/ruff check .
 	$(MAKE) --no-print-directory test-embedded
 	$(MAKE) --no-print-directory test-stack
 
-test-embedded: venv reference-env browser-deps frontend-deps oidc-deps ## the whole test suite on SQLite + an embedded Redis-protocol server
+test-embedded: venv reference-env browser-deps frontend-deps oidc-deps slurm-cluster ## the whole test suite on SQLite + an embedded Redis-protocol server
 	$(VPY) -m pytest --durations=25
 
 # On a shared database the settings need ILIAD_SECRET_KEY (they refuse to invent one): a fresh one per run.
@@ -64,6 +64,10 @@ test-stack: venv check-services ## the e2e and database-dependent tests on Postg
 	ILIAD_TEST_STACK=postgres DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
 		ILIAD_SECRET_KEY=test-stack-$$(date +%s%N) \
 		$(VPY) -m pytest -m "(e2e or stack) and not science" --durations=15
+
+# Debian's slurm-wlm + munge and an sshd on 127.0.0.1:2222; a cluster that does not come up fails the suite.
+slurm-cluster: ## install (apt-get) and start the single-node Slurm test cluster and its sshd
+	tests/support/slurm/cluster.sh up
 
 reference-env: $(MHW_STAMP) ## .venv-mhw: mhw-detect (Hobday/Oliver's marineHeatWaves), the heatwave tests' oracle
 
