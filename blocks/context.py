@@ -37,9 +37,11 @@ class StepContext:
         emit: Emit | None = None,
         cancel_requested: Callable[[], bool] | None = None,
         data_dir: Path | None = None,
+        run_id: str | None = None,
     ) -> None:
         self._scratch_dir = Path(scratch_dir)
         self.data_dir = Path(data_dir) if data_dir is not None else None
+        self.run_id = run_id  # whose data spaces a ``space:`` reference may open (see blocks.spaces)
         self._emit = emit or (lambda event: None)
         self._cancel_requested = cancel_requested or (lambda: False)
         self._last_progress_at = float("-inf")

@@ -32,7 +32,9 @@ NODE_ID_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 DOCUMENT_KEYS = ("format", "version", "nodes", "edges")
 DOCUMENT_OPTIONAL_KEYS = ("metadata",)
 NODE_KEYS = ("id", "block", "version")
-NODE_OPTIONAL_KEYS = ("params", "position", "label")
+NODE_OPTIONAL_KEYS = ("params", "position", "label", "target")
+TARGET_PATTERN = re.compile(r"[-a-zA-Z0-9_]{1,64}")
+"""Compute target names (a node's optional ``target``; use with ``fullmatch``)."""
 EDGE_KEYS = ("source", "source_port", "target", "target_port")
 POSITION_KEYS = ("x", "y")
 
@@ -66,6 +68,8 @@ class Node:
     params: dict[str, Any] = field(default_factory=dict, hash=False)
     position: Position = Position()
     label: str | None = None
+    target: str | None = None
+    """The compute target this step runs on; None: the run's."""
 
     def to_dict(self) -> dict[str, Any]:
         result: dict[str, Any] = {
@@ -77,6 +81,8 @@ class Node:
         }
         if self.label is not None:
             result["label"] = self.label
+        if self.target is not None:
+            result["target"] = self.target
         return result
 
 
@@ -205,6 +211,9 @@ def _parse_node(raw: object, pointer: str) -> Node:
     label = node.get("label")
     if "label" in node and not isinstance(label, str):
         raise DocumentError("'label' must be a string", f"{pointer}/label")
+    target = node.get("target")
+    if "target" in node and not (isinstance(target, str) and TARGET_PATTERN.fullmatch(target)):
+        raise DocumentError("'target' must be a compute target's name", f"{pointer}/target")
     return Node(
         id=node_id,
         block=_string(node, "block", pointer),
@@ -212,6 +221,7 @@ def _parse_node(raw: object, pointer: str) -> Node:
         params=_copy(dict(params)),
         position=Position(position["x"], position["y"]),
         label=label,
+        target=target,
     )
 
 

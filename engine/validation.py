@@ -36,6 +36,7 @@ from engine.document import (
     NODE_KEYS,
     NODE_OPTIONAL_KEYS,
     POSITION_KEYS,
+    TARGET_PATTERN,
     VERSION,
     escape_pointer_token,
     is_number,
@@ -313,6 +314,14 @@ class _Validator:
             self.malformed(
                 f"{pointer}/label",
                 f"{name} 'label' must be a string, not {_kind(raw['label'])}",
+                node=node_id,
+            )
+        target = raw.get("target")
+        if "target" in raw and not (isinstance(target, str) and TARGET_PATTERN.fullmatch(target)):
+            self.malformed(
+                f"{pointer}/target",
+                f"{name} 'target' must be a compute target's name (letters, digits, '-' or '_'), "
+                f"not {_show(raw['target'])}",
                 node=node_id,
             )
 

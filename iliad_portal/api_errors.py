@@ -17,6 +17,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from apps.accounts.limits import LimitExceeded
 from iliad_portal.api_parsers import RequestTooLarge
+from iliad_portal.broker import BROKER_ERRORS, BrokerUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +28,9 @@ def exception_handler(exc, context):
     per-user limit asks for (429 or 409), and a logged JSON 500 for anything unexpected."""
     if isinstance(exc, LimitExceeded):
         return Response({"detail": str(exc)}, status=exc.status)
+    if isinstance(exc, BROKER_ERRORS):  # the broker / the Redis behind the cache is down: 503, not 500
+        logger.warning("broker unavailable in %s: %s", context.get("view").__class__.__name__, exc)
+        exc = BrokerUnavailable()
     if isinstance(exc, RequestDataTooBig):
         exc = RequestTooLarge(
             f"request body too large: the limit is {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes"

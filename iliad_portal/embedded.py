@@ -6,17 +6,19 @@ Runs the whole portal on one machine with nothing but this repository's virtuale
   ``valkey-server``/``redis-server`` from PATH) as Celery broker and Channels layer, with its
   data (append-only file) under ``$ILIAD_HOME/redis`` so a restart loses no queued work;
 * the database setup steps (``migrate``, ``collectstatic``, ``sync_catalog``, ``ensure_demo_user``);
-* the ASGI server (uvicorn) and one Celery worker;
+* the ASGI server (uvicorn), one Celery worker and Celery beat;
 
-and supervises them: if any child exits, the rest are stopped and the launcher exits non-zero;
-SIGINT/SIGTERM/SIGHUP stop everything it started and it exits 0.
+and supervises them (:mod:`iliad_portal.supervisor`): a child that exits is restarted with back-off
+and the console says so; SIGINT/SIGTERM/SIGHUP stop web, beat, worker (running steps may finish)
+and broker in that order and it exits 0; a second Ctrl-C stops at once.
 
 This module is imported before Django is configured (by the launcher itself, by the test suite and
 by the benchmark), so it imports nothing from Django at module level.
 
 Environment: ``ILIAD_HOME`` (data directory, default ``<repo>/var``), ``PORT`` (default 8000),
 ``HOST`` (default 127.0.0.1), ``REDIS_URL`` (when set, that server is used and none is started),
-``ILIAD_REDIS_SERVER`` (path or name of the server binary to use).
+``ILIAD_REDIS_SERVER`` (path or name of the server binary to use), ``ILIAD_SHUTDOWN_GRACE_S``
+(seconds Ctrl-C waits for running steps, default 60).
 """
 
 from __future__ import annotations
@@ -36,12 +38,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
+
+from iliad_portal.supervisor import Child, Supervisor, run_to_completion
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 #: seconds a child gets between SIGTERM and SIGKILL when the launcher stops
 GRACE_SECONDS = 10.0
+#: seconds the worker gets on Ctrl-C to finish its running steps (``ILIAD_SHUTDOWN_GRACE_S``)
+WORKER_GRACE_SECONDS = 60.0
 #: seconds the Redis server gets between SIGTERM and SIGKILL
 REDIS_STOP_SECONDS = 5.0
 #: seconds to wait for a freshly started Redis server to answer PING
@@ -425,92 +430,17 @@ def _tail_text(text: str, lines: int = 20) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-class _Supervisor:
-    """Starts children in their own process groups and stops them all on request."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.env = env
-        self.children: list[tuple[str, subprocess.Popen]] = []
-        self.stop_requested: int | None = None  # signal number
-
-    # signals ------------------------------------------------------------------------------
-    def install_signal_handlers(self) -> None:
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(signum, self._on_signal)
-
-    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        if self.stop_requested is None:
-            self.stop_requested = signum
-            _log(f"received {signal.Signals(signum).name}: shutting down")
-        # repeated signals (e.g. `kill -TERM -- -PGID` plus make forwarding it) change nothing
-
-    # children -----------------------------------------------------------------------------
-    def spawn(self, name: str, args: Sequence[str]) -> subprocess.Popen:
-        process = subprocess.Popen(
-            list(args),
-            cwd=REPO_ROOT,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            process_group=0,
-            preexec_fn=_die_with_parent(),
-        )
-        self.children.append((name, process))
-        return process
-
-    def run_step(self, name: str, args: Sequence[str]) -> bool:
-        """Run a setup command to completion. False if a stop was requested meanwhile."""
-        if self.stop_requested is not None:
-            return False
-        _log(f"{name}: {' '.join(args[1:])}")
-        process = self.spawn(name, args)
-        while process.poll() is None:
-            if self.stop_requested is not None:
-                return False
-            time.sleep(0.1)
-        self.children.remove((name, process))
-        if process.returncode != 0:
-            raise _ChildFailed(f"{name} failed with exit code {process.returncode}")
-        return self.stop_requested is None
-
-    def first_exited(self) -> tuple[str, int] | None:
-        for name, process in self.children:
-            code = process.poll()
-            if code is not None:
-                return name, code
-        return None
-
-    def stop_all(self, grace: float = GRACE_SECONDS) -> None:
-        """SIGTERM every child's process group, wait up to ``grace`` s, then SIGKILL the rest."""
-        live = [(n, p) for n, p in self.children if p.poll() is None]
-        for name, process in live:
-            _log(f"stopping {name} (pid {process.pid})")
-            _signal_group(process, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        for _name, process in live:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(max(0.0, deadline - time.monotonic()))
-        for name, process in live:
-            if process.poll() is None:
-                _log(f"{name} did not stop within {grace:.0f} s: killing it")
-        # SIGKILL whatever is left in each group, including grandchildren (prefork pool workers)
-        # that outlived their parent. Only groups whose leader was alive a moment ago: Linux keeps a
-        # pgid reserved while the group has members, so this cannot hit an unrelated group.
-        for _name, process in live:
-            _signal_group(process, signal.SIGKILL)
-        for _name, process in self.children:
-            process.wait()
-        self.children.clear()
-
-
-class _ChildFailed(RuntimeError):
-    pass
-
-
-def _signal_group(process: subprocess.Popen, signum: int) -> None:
-    # Each child leads its own process group (process_group=0), so its pgid is its pid.
-    # The group outlives a dead leader while members remain; ESRCH means it is empty.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signum)
+def _spawn(args: Sequence[str], env: dict[str, str]) -> subprocess.Popen:
+    """Start ``args`` in the repository with ``env``, leading its own process group (a terminal
+    Ctrl-C reaches only the launcher, which stops the children in order)."""
+    return subprocess.Popen(
+        list(args),
+        cwd=REPO_ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        process_group=0,
+        preexec_fn=_die_with_parent(),
+    )
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -523,15 +453,16 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
-def _wait_http(host: str, port: int, timeout: float, supervisor: _Supervisor) -> bool:
+def _wait_http(host: str, port: int, timeout: float, supervisor: Supervisor) -> bool:
+    """Supervise while waiting for the web server to accept connections; False on a stop request
+    or after ``timeout`` s."""
     connect_host = "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if supervisor.stop_requested is not None or supervisor.first_exited() is not None:
-            return False
         with contextlib.suppress(OSError), socket.create_connection((connect_host, port), timeout=0.5):
             return True
-        time.sleep(0.2)
+        if not supervisor.sleep(0.2):
+            return False
     return False
 
 
@@ -550,8 +481,25 @@ def _acquire_home_lock(home: Path):
     return handle
 
 
-def _manage(*args: str) -> list[str]:
-    return [sys.executable, "manage.py", *args]
+def _env_seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise _BadSetting(f"{name} must be a number of seconds, got {raw!r}") from None
+    if value < 0:
+        raise _BadSetting(f"{name} must not be negative, got {raw!r}")
+    return value
+
+
+class _BadSetting(ValueError):
+    pass
+
+
+#: order in which Ctrl-C stops the children: no new requests first, the broker last
+STOP_ORDER = ("web", "beat", "worker", "broker")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -561,11 +509,17 @@ def main(argv: Sequence[str] | None = None) -> int:
        (127.0.0.1); refuse to start if another launcher holds ``ILIAD_HOME`` or the port is busy;
     2. start the embedded Redis server on ``$ILIAD_HOME/redis`` unless ``REDIS_URL`` is set (then
        that server must answer PING); export ``REDIS_URL``/``CELERY_BROKER_URL`` to the children;
-    3. run ``manage.py migrate``, ``collectstatic``, ``sync_catalog``, ``ensure_demo_user``;
-    4. start uvicorn (``iliad_portal.asgi:application``) and one Celery worker (prefork, 2
-       processes, with the beat scheduler embedded);
-    5. supervise: a child exiting stops the rest (exit 1); SIGINT/SIGTERM/SIGHUP stop everything
-       (SIGTERM, then SIGKILL after 10 s) and exit 0.
+    3. run ``manage.py migrate``, ``collectstatic``, ``sync_catalog``, ``ensure_demo_user``,
+       ``generate_demo_data`` (:mod:`iliad_portal.setup_steps`, one process; a failure stops the
+       launcher, exit 1);
+    4. start uvicorn (``iliad_portal.asgi:application``), one Celery worker (prefork, 2 processes)
+       and Celery beat;
+    5. supervise (:mod:`iliad_portal.supervisor`): a child that exits — the broker included, on the
+       same port and data directory — is restarted with back-off (1, 2, 4 … 30 s) and the console
+       says so;
+    6. SIGINT/SIGTERM/SIGHUP: stop web, beat, worker (warm: running steps may finish for
+       ``ILIAD_SHUTDOWN_GRACE_S``, default 60 s), broker, in that order, and exit 0. A second
+       Ctrl-C stops at once: the worker's running steps are handed back to the queue.
 
     Every step is idempotent, so running it again reuses the same data.
     """
@@ -580,12 +534,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError:
         _log(f"PORT must be an integer, got {os.environ.get('PORT')!r}")
         return 2
+    try:
+        worker_grace = _env_seconds("ILIAD_SHUTDOWN_GRACE_S", WORKER_GRACE_SECONDS)
+    except _BadSetting as exc:
+        _log(str(exc))
+        return 2
 
     lock = _acquire_home_lock(home)
     if lock is None:
         _log(f"another launcher is already running with ILIAD_HOME={home}; stop it first")
         return 1
     if not _port_free(host, port):
+        lock.close()
         _log(f"{host}:{port} is already in use (another `make run`?). Choose another one with PORT=...")
         return 1
 
@@ -594,10 +554,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     env.setdefault("DJANGO_SETTINGS_MODULE", "iliad_portal.settings")
     env["PYTHONUNBUFFERED"] = "1"
 
-    supervisor = _Supervisor(env)
+    supervisor = Supervisor(_log)
     supervisor.install_signal_handlers()
 
-    redis_server: RedisServer | None = None
     exit_code = 0
     try:
         if env.get("REDIS_URL"):
@@ -605,46 +564,65 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not _ping_url(redis_url):
                 _log(f"REDIS_URL={redis_url} does not answer PING")
                 return 1
-            _log(f"using the Redis server at REDIS_URL={redis_url}")
+            _log(f"using the Redis server at REDIS_URL={redis_url} (not supervised by this launcher)")
         else:
             redis_dir = home / "redis"
             reap_stale_server(redis_dir)  # safe: we hold the ILIAD_HOME lock
-            redis_server = start_redis(redis_dir)
-            redis_url = redis_server.url
+            server = start_redis(redis_dir)
+            redis_url = server.url
             _log(f"started {Path(find_redis_server()).name} on {redis_url} (data: {redis_dir})")
+            # Restarted on the same port (the other children have its URL) and data directory: the
+            # append-only file brings the queued messages back.
+            broker = Child(
+                "broker",
+                lambda: start_redis(redis_dir, port=server.port).process,
+                grace=REDIS_STOP_SECONDS,
+                process=server.process,
+                started_at=time.monotonic(),
+            )
+            supervisor.add(broker)
         env["REDIS_URL"] = redis_url
         env.setdefault("CELERY_BROKER_URL", redis_url)
 
-        steps = [
-            ("migrate", _manage("migrate", "--noinput")),
-            ("collectstatic", _manage("collectstatic", "--noinput", "-v0")),
-            ("sync_catalog", _manage("sync_catalog")),
-            ("ensure_demo_user", _manage("ensure_demo_user")),
-            ("generate_demo_data", _manage("generate_demo_data")),
-        ]
-        for name, args in steps:
-            if not supervisor.run_step(name, args):
-                return 0
+        setup = [sys.executable, "-m", "iliad_portal.setup_steps"]
+        code = run_to_completion(supervisor, "setup", lambda: _spawn(setup, env))
+        if code is None:
+            return 0
+        if code != 0:
+            _log(f"setup failed with exit code {code} (its output is above)")
+            return 1
 
-        supervisor.spawn(
-            "web",
-            [
-                sys.executable, "-m", "uvicorn", "iliad_portal.asgi:application",
-                "--host", host, "--port", str(port), "--lifespan", "off",
-                "--timeout-graceful-shutdown", "5",
-            ],
-        )  # fmt: skip
-        # One worker (prefork, 2 processes) with the beat scheduler embedded (-B), so the periodic
-        # tasks of CELERY_BEAT_SCHEDULE (requeue-lost-steps) also run in the single-machine mode;
-        # docker/compose.yaml runs beat as its own service instead.
-        supervisor.spawn(
-            "worker",
-            [
-                sys.executable, "-m", "celery", "-A", "iliad_portal", "worker",
-                "--loglevel", "INFO", "--concurrency", "2",
-                "--beat", "--schedule", str(home / "celerybeat-schedule"),
-            ],
-        )  # fmt: skip
+        web_args = [
+            sys.executable, "-m", "uvicorn", "iliad_portal.asgi:application",
+            "--host", host, "--port", str(port), "--lifespan", "off",
+            "--timeout-graceful-shutdown", "5",
+        ]  # fmt: skip
+        worker_args = [
+            sys.executable, "-m", "celery", "-A", "iliad_portal", "worker",
+            "--loglevel", "INFO", "--concurrency", "2",
+        ]  # fmt: skip
+        # Beat runs on its own (as in docker/compose.yaml), so a beat that dies is noticed and
+        # restarted without taking the worker's running steps with it.
+        beat_args = [
+            sys.executable, "-m", "celery", "-A", "iliad_portal", "beat",
+            "--loglevel", "INFO", "--schedule", str(home / "celerybeat-schedule"),
+        ]  # fmt: skip
+        supervisor.add(Child("web", lambda: _spawn(web_args, env), grace=GRACE_SECONDS))
+        supervisor.add(
+            Child(
+                "worker",
+                lambda: _spawn(worker_args, env),
+                grace=worker_grace,
+                # SIGTERM: Celery's warm shutdown (no new tasks, running ones finish); SIGQUIT: its
+                # cold shutdown, which cancels them and puts their messages back in the queue
+                force_signal=signal.SIGQUIT,
+                stop_note=(
+                    f"; running steps may finish for up to {worker_grace:g} s "
+                    "(Ctrl-C again hands them back to the queue for the next start)"
+                ),
+            )
+        )
+        supervisor.add(Child("beat", lambda: _spawn(beat_args, env), grace=GRACE_SECONDS))
 
         shown_host = "127.0.0.1" if host in ("0.0.0.0", "") else host
         url = f"http://{shown_host}:{port}/"
@@ -655,27 +633,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"  data: {home}\n  press Ctrl-C to stop\n{bar}\n",
                 flush=True,
             )
-
-        while supervisor.stop_requested is None:
-            exited = supervisor.first_exited()
-            if exited is not None:
-                name, code = exited
-                _log(f"{name} exited unexpectedly with code {code}: stopping everything")
-                exit_code = 1
-                break
-            time.sleep(0.25)
-    except _ChildFailed as exc:
-        _log(str(exc))
-        exit_code = 1
-    except RuntimeError as exc:  # Redis could not start, ...
+        supervisor.run()
+    except RuntimeError as exc:  # the broker could not start, ...
         _log(f"error: {exc}")
         exit_code = 1
     finally:
-        # Further signals only re-set the flag; SIGKILL after the grace period is the backstop.
-        supervisor.stop_all()
-        if redis_server is not None:
-            _log(f"stopping Redis (pid {redis_server.pid})")
-            redis_server.stop()
+        # Further signals only set the force flag; SIGKILL after each grace period is the backstop.
+        supervisor.shutdown(STOP_ORDER)
         lock.close()
     if exit_code == 0:
         _log("stopped")

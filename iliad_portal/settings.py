@@ -105,6 +105,11 @@ INSTALLED_APPS = [
     "apps.gallery",
     "apps.projects",
     "apps.compute",
+    "apps.collab",
+    "apps.feedback",
+    "apps.workshops",
+    "apps.dataspaces",
+    "apps.delivery",
 ]
 
 MIDDLEWARE = [
@@ -191,6 +196,14 @@ WHITENOISE_USE_FINDERS = True
 # --- artifacts and blocks -------------------------------------------------------------------------
 ILIAD_ARTIFACT_ROOT = Path(os.environ.get("ILIAD_ARTIFACT_ROOT") or ILIAD_HOME / "artifacts").resolve()
 ILIAD_DATA_DIR = Path(os.environ.get("ILIAD_DATA_DIR") or ILIAD_HOME / "data").resolve()
+# Data spaces (apps.dataspaces): remote files are copied here to be described and previewed, up to
+# ILIAD_DESCRIBE_MAX_MB each; the data browser warns before a user picks a file above ILIAD_SIZE_WARNING_MB.
+ILIAD_DATASPACE_CACHE_DIR = Path(
+    os.environ.get("ILIAD_DATASPACE_CACHE_DIR") or ILIAD_HOME / "cache" / "dataspaces").resolve()
+ILIAD_DESCRIBE_MAX_MB = envint("ILIAD_DESCRIBE_MAX_MB", 200)
+ILIAD_SIZE_WARNING_MB = envint("ILIAD_SIZE_WARNING_MB", 1000)
+# Fernet key (urlsafe base64, 32 bytes) for data-space credentials; derived from SECRET_KEY when empty.
+ILIAD_SECRETS_KEY = os.environ.get("ILIAD_SECRETS_KEY", "")
 ILIAD_DEMO_USERNAME = os.environ.get("ILIAD_DEMO_USERNAME", "demo")
 ILIAD_MAX_PIPELINE_BYTES = envint("ILIAD_MAX_PIPELINE_BYTES", 1_000_000)
 DATA_UPLOAD_MAX_MEMORY_SIZE = ILIAD_MAX_PIPELINE_BYTES + 64 * 1024
@@ -208,17 +221,66 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_DB_REUSE_MAX = 1000
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": envint("ILIAD_VISIBILITY_TIMEOUT_S", 6 * 3600)}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": envint("ILIAD_VISIBILITY_TIMEOUT_S", 6 * 3600),
+    # A broker that is down refuses at once; one that does not answer must not hang a request.
+    "socket_connect_timeout": 5,
+    "socket_keepalive": True,
+    "health_check_interval": 10,
+}
+# Broker outages (the embedded server being restarted by `make run`, a Redis failover): a worker
+# keeps reconnecting instead of exiting after 100 attempts, and a publish rides out a restart of a
+# second or two instead of leaving the step for the periodic re-dispatch (ILIAD_REQUEUE_AFTER_S).
+CELERY_BROKER_CONNECTION_RETRY = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 4, "interval_start": 0, "interval_step": 0.5, "interval_max": 1,
+}  # fmt: skip
 CELERY_BEAT_SCHEDULE = {
     "requeue-lost-steps": {"task": "runs.requeue_lost_steps", "schedule": 60.0},
-    "recover-stalled-steps": {"task": "runs.recover_stalled_steps", "schedule": 30.0},
+    "recover-stalled-steps": {"task": "runs.recover_stalled_steps", "schedule": 5.0},
 }
 ILIAD_REQUEUE_AFTER_S = envint("ILIAD_REQUEUE_AFTER_S", 300)
+# --- delivery of results to data spaces (apps.delivery) -------------------------------------------
+# A delivery that fails for a reason that may pass (server down, space full) is tried again after
+# ILIAD_DELIVERY_RETRY_S seconds, doubling each time up to ILIAD_DELIVERY_RETRY_MAX_S, at most
+# ILIAD_DELIVERY_ATTEMPTS times in all; then it is failed and can be delivered again from the run page.
+ILIAD_DELIVERY_ATTEMPTS = envint("ILIAD_DELIVERY_ATTEMPTS", 6)
+ILIAD_DELIVERY_RETRY_S = envint("ILIAD_DELIVERY_RETRY_S", 30)
+ILIAD_DELIVERY_RETRY_MAX_S = envint("ILIAD_DELIVERY_RETRY_MAX_S", 900)
+# Every minute, deliveries whose task was lost for ILIAD_DELIVERY_RESUME_AFTER_S are sent again, and
+# those left "delivering" for ILIAD_DELIVERY_STALL_AFTER_S (their worker died) are tried again.
+ILIAD_DELIVERY_RESUME_AFTER_S = envint("ILIAD_DELIVERY_RESUME_AFTER_S", 300)
+ILIAD_DELIVERY_STALL_AFTER_S = envint("ILIAD_DELIVERY_STALL_AFTER_S", 3600)
+if ILIAD_DELIVERY_ATTEMPTS < 1 or ILIAD_DELIVERY_RETRY_S < 0 or ILIAD_DELIVERY_RETRY_MAX_S < ILIAD_DELIVERY_RETRY_S:
+    raise ImproperlyConfigured("ILIAD_DELIVERY_ATTEMPTS must be at least 1 and 0 <= ILIAD_DELIVERY_RETRY_S "
+                               "<= ILIAD_DELIVERY_RETRY_MAX_S")
+CELERY_BEAT_SCHEDULE["resume-due-deliveries"] = {"task": "delivery.resume_due", "schedule": 60.0}
+# --- compute targets (apps.compute) ---------------------------------------------------------------
+# Secret options of targets are encrypted with this Fernet key (else one derived from SECRET_KEY);
+# after a change, keep the former keys in ILIAD_TARGET_SECRETS_OLD_KEYS (comma-separated) and run
+# `manage.py compute_rotate_secrets`.
+ILIAD_TARGET_SECRETS_KEY = os.environ.get("ILIAD_TARGET_SECRETS_KEY", "")
+ILIAD_TARGET_SECRETS_OLD_KEYS = envlist("ILIAD_TARGET_SECRETS_OLD_KEYS", "")
+# RQ targets use the Redis of their config's "redis_url", else this one; a job may run this many
+# seconds past its step's walltime before RQ kills its work horse.
+ILIAD_RQ_REDIS_URL = os.environ.get("ILIAD_RQ_REDIS_URL") or REDIS_URL or "redis://127.0.0.1:6379/0"
+ILIAD_RQ_TIMEOUT_GRACE_S = envint("ILIAD_RQ_TIMEOUT_GRACE_S", 120)
 # A worker running a step refreshes its heartbeat this often; a running step not heard from for
 # ILIAD_STALL_AFTER_S lost its worker and is run again, up to ILIAD_MAX_ATTEMPTS claims in all.
-ILIAD_HEARTBEAT_S = envint("ILIAD_HEARTBEAT_S", 15)
-ILIAD_STALL_AFTER_S = envint("ILIAD_STALL_AFTER_S", 120)
+# A redelivered message of a running step (Celery redelivers the task of a killed pool process at
+# once) takes the step over after 3 silent beats; the periodic recovery (every 5 s) after the stall.
+ILIAD_HEARTBEAT_S = envint("ILIAD_HEARTBEAT_S", 2)
+ILIAD_STALL_AFTER_S = envint("ILIAD_STALL_AFTER_S", 10)
 ILIAD_MAX_ATTEMPTS = envint("ILIAD_MAX_ATTEMPTS", 3)
+# A compute target that refuses a launch with a transient error is tried again after a back-off
+# (5 s, doubling, at most 5 min); the step fails with the target's message after this many refusals,
+# or at once for a permanent refusal.
+ILIAD_MAX_LAUNCH_ATTEMPTS = envint("ILIAD_MAX_LAUNCH_ATTEMPTS", 5)
+# Polled targets (local processes, Slurm): a job the backend has no record of for this long is lost.
+ILIAD_POLL_UNKNOWN_GRACE_S = envint("ILIAD_POLL_UNKNOWN_GRACE_S", 60)
+# Run every step's block in an isolated child process (apps.compute.isolation), whatever its target.
+ILIAD_ISOLATE_STEPS = envbool("ILIAD_ISOLATE_STEPS", False)
 if ILIAD_HEARTBEAT_S < 1 or ILIAD_MAX_ATTEMPTS < 1:
     raise ImproperlyConfigured("ILIAD_HEARTBEAT_S and ILIAD_MAX_ATTEMPTS must be at least 1")
 if ILIAD_STALL_AFTER_S < 2 * ILIAD_HEARTBEAT_S:
@@ -351,6 +413,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "RunStateEnum": "apps.runs.models.RunState",
         "StepStateEnum": "apps.runs.models.StepState",
+        "ComputeTargetKindEnum": "apps.compute.models.ComputeTarget.Kind",
     },
 }
 
@@ -442,6 +505,18 @@ CONTENT_SECURITY_POLICY = {
         "frame-ancestors": [NONE],
     }
 }
+
+# --- E-mail: feedback notifications ------------------------------------------------------------------
+# Notifications always appear in the portal (the bell); they are also e-mailed to recipients with an
+# address when ILIAD_NOTIFY_EMAIL is on (by default: when ILIAD_EMAIL_HOST is set).
+EMAIL_HOST = os.environ.get("ILIAD_EMAIL_HOST", "")
+EMAIL_PORT = envint("ILIAD_EMAIL_PORT", 587)
+EMAIL_HOST_USER = os.environ.get("ILIAD_EMAIL_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("ILIAD_EMAIL_PASSWORD", "")
+EMAIL_USE_TLS = envbool("ILIAD_EMAIL_USE_TLS", True)
+DEFAULT_FROM_EMAIL = os.environ.get("ILIAD_EMAIL_FROM", "iliad-portal@localhost")
+ILIAD_NOTIFY_EMAIL = envbool("ILIAD_NOTIFY_EMAIL", bool(EMAIL_HOST))
+ILIAD_PUBLIC_URL = os.environ.get("ILIAD_PUBLIC_URL", "http://127.0.0.1:8000")
 
 LOGGING = {
     "version": 1,

@@ -43,12 +43,18 @@ PATH_VALUES = {
     "project_slug": lambda world: world.project.slug,
     "username": lambda world: "viewer-user",
     "block_id": lambda world: "ocean.area_mean",
+    "target_name": lambda world: "celery",  # the default compute target: public
     "slug": lambda world: _template_slug(),
+    "feedback_id": lambda world: _world_feedback(world).pk,
+    "space_id": lambda world: _world_space(world).pk,
+    # not API path parameters: the workshop pages' (below)
+    "workshop_id": lambda world: _world_workshop(world).pk,
+    "workshop_token": lambda world: _world_join_token(world),
 }
 
 #: Path parameters that name something of the project: a token restricted to another project does not
 #: see it (404). Blocks and templates belong to no project.
-PROJECT_OBJECTS = {"pipeline_id", "run_id", "artifact_id", "link_id", "project_slug"}
+PROJECT_OBJECTS = {"pipeline_id", "run_id", "artifact_id", "link_id", "project_slug", "feedback_id"}
 
 PUBLIC = {"anonymous": 200}  # operations that need no credentials
 SIGNED_IN = {"anonymous": 401}
@@ -57,7 +63,45 @@ SIGNED_IN = {"anonymous": 401}
 #: The body is what a client that may do it would send; "full" is a whole pipeline.
 API = {
     "blocks_list": (None, {"owner": 200, "editor": 200, "viewer": 200, "other": 200}, SIGNED_IN),
+    # Compute targets: every signed-in user reads the ones they may use; only staff write them.
+    "compute_targets_list": (None, {"owner": 200, "editor": 200, "viewer": 200, "other": 200}, SIGNED_IN),
+    "compute_targets_retrieve": (None, {"owner": 200, "editor": 200, "viewer": 200, "other": 200}, SIGNED_IN),
+    "compute_targets_create": (
+        {"name": "matrix", "title": "Matrix", "kind": "celery"},
+        {"owner": 403, "editor": 403, "viewer": 403, "other": 403},
+        SIGNED_IN,
+    ),
+    "compute_targets_partial_update": (
+        {"title": "renamed"}, {"owner": 403, "editor": 403, "viewer": 403, "other": 403}, SIGNED_IN
+    ),
+    "compute_targets_destroy": (None, {"owner": 403, "editor": 403, "viewer": 403, "other": 403}, SIGNED_IN),
     "blocks_retrieve": (None, {"owner": 200, "editor": 200, "viewer": 200, "other": 200}, SIGNED_IN),
+    # Feedback (apps/feedback): counted over the runs each may see, so everybody gets an answer.
+    "blocks_validation_retrieve": (
+        None,
+        {"owner": 200, "editor": 200, "viewer": 200, "other": 200},
+        SIGNED_IN,
+    ),
+    "feedback_list": (None, {"owner": 200, "editor": 200, "viewer": 200, "other": 200}, SIGNED_IN),
+    "feedback_retrieve": (None, {"owner": 200, "editor": 200, "viewer": 200, "other": 404}, SIGNED_IN),
+    # The feedback is the owner's: those who see the run read it, nobody else changes it.
+    "feedback_update": (
+        {"rating": 3, "verdict": "needs_changes"},
+        {"owner": 200, "editor": 403, "viewer": 403, "other": 404},
+        SIGNED_IN,
+    ),
+    "runs_feedback_create": (
+        {"rating": 4, "verdict": "fit"},
+        {"owner": 201, "editor": 201, "viewer": 201, "other": 404},
+        SIGNED_IN,
+    ),
+    "notifications_list": (None, {"owner": 200, "editor": 200, "viewer": 200, "other": 200}, SIGNED_IN),
+    "notifications_read_create": ({}, {"owner": 200, "editor": 200, "viewer": 200, "other": 200}, SIGNED_IN),
+    "pipelines_validation_retrieve": (
+        None,
+        {"owner": 200, "editor": 200, "viewer": 200, "other": 404},
+        SIGNED_IN,
+    ),
     "pipelines_list": (None, {"owner": 200, "editor": 200, "viewer": 200, "other": 200}, SIGNED_IN),
     "pipelines_create": ("full", {"owner": 201, "editor": 201, "viewer": 201, "other": 201}, SIGNED_IN),
     "pipelines_retrieve": (None, {"owner": 200, "editor": 200, "viewer": 200, "other": 404}, SIGNED_IN),
@@ -132,6 +176,48 @@ API = {
     # The run is queued, not failed: those who may run its pipeline learn that it cannot be retried.
     "runs_retry_create": (None, {"owner": 409, "editor": 409, "viewer": 403, "other": 404}, SIGNED_IN),
     "schema_retrieve": (None, {"owner": 200, "editor": 200, "viewer": 200, "other": 200}, PUBLIC),
+    # Delivery (apps/delivery). The world has no data space anyone may write to, so those who may
+    # deliver the run get past the access checks and are then refused for the space they named (400).
+    "runs_delivery_retrieve": (None, {"owner": 200, "editor": 200, "viewer": 200, "other": 404}, SIGNED_IN),
+    "runs_delivery_create": (
+        {"space": "nowhere"}, {"owner": 400, "editor": 400, "viewer": 403, "other": 404}, SIGNED_IN
+    ),
+    # Nothing was delivered yet: those who may deliver learn there is nothing to deliver again.
+    "runs_delivery_again_create": (
+        None, {"owner": 409, "editor": 409, "viewer": 403, "other": 404}, SIGNED_IN
+    ),
+    "pipelines_delivery_choice_retrieve": (
+        None, {"owner": 200, "editor": 200, "viewer": 200, "other": 404}, SIGNED_IN
+    ),
+    "pipelines_delivery_choice_update": (
+        {"space": "nowhere"}, {"owner": 400, "editor": 400, "viewer": 403, "other": 404}, SIGNED_IN
+    ),
+    # Data spaces (apps/dataspaces): the project's space, owned by the project's owner; members use it,
+    # only its owner changes it; another user does not learn it exists. Anyone may register their own.
+    "data_spaces_list": (None, {"owner": 200, "editor": 200, "viewer": 200, "other": 200}, SIGNED_IN),
+    "data_spaces_create": (
+        {"name": "matrix-space", "title": "Matrix", "kind": "s3", "config": {"bucket": "b"}},
+        {"owner": 201, "editor": 201, "viewer": 201, "other": 201},
+        SIGNED_IN,
+    ),
+    "data_spaces_retrieve": (None, {"owner": 200, "editor": 200, "viewer": 200, "other": 404}, SIGNED_IN),
+    "data_spaces_partial_update": (
+        {"title": "renamed"}, {"owner": 200, "editor": 403, "viewer": 403, "other": 404}, SIGNED_IN
+    ),
+    "data_spaces_destroy": (None, {"owner": 204, "editor": 403, "viewer": 403, "other": 404}, SIGNED_IN),
+    "data_spaces_browse_retrieve": (
+        None, {"owner": 200, "editor": 200, "viewer": 200, "other": 404}, SIGNED_IN
+    ),
+    "data_spaces_search_retrieve": (
+        None, {"owner": 200, "editor": 200, "viewer": 200, "other": 404}, SIGNED_IN
+    ),
+    "data_spaces_describe_retrieve": (
+        None, {"owner": 200, "editor": 200, "viewer": 200, "other": 404}, SIGNED_IN
+    ),
+    # The root folder is no data file: members get past the access checks and are told so.
+    "data_spaces_preview_retrieve": (
+        None, {"owner": 400, "editor": 400, "viewer": 400, "other": 404}, SIGNED_IN
+    ),
     "templates_list": (None, {"owner": 200, "editor": 200, "viewer": 200, "other": 200}, SIGNED_IN),
     "templates_retrieve": (None, {"owner": 200, "editor": 200, "viewer": 200, "other": 200}, SIGNED_IN),
     "templates_use_create": (
@@ -150,6 +236,47 @@ TOKEN_RULES = {
     # Restricted to a project other than ocean-team: that project's things are invisible to it.
     "elsewhere_token": {"read": "as owner, 404 for ocean-team's", "write": "as owner, 404 for ocean-team's"},
 }
+
+
+def _world_feedback(world):
+    """The owner's feedback on the world's run (made when first asked for: the world is shared)."""
+    from apps.feedback.models import Feedback
+
+    return Feedback.objects.get_or_create(
+        user=world.users["owner"],
+        run=world.runs["run"],
+        artifact=None,
+        defaults={"rating": 4, "verdict": "fit"},
+    )[0]
+
+
+def _world_space(world):
+    """The project's data space, a folder owned by the project's owner (made when first asked for)."""
+    import tempfile
+
+    from apps.dataspaces.models import DataSpace
+
+    return DataSpace.objects.get_or_create(
+        name="ocean-team-space",
+        defaults={"title": "Ocean team space", "kind": "local", "owner": world.users["owner"],
+                  "project": world.project, "access": "project",
+                  "config": {"root": tempfile.mkdtemp(prefix="iliad-matrix-space-")}},
+    )[0]
+
+
+def _world_workshop(world):
+    """A workshop the owner facilitates for the project ocean-team (its members take part)."""
+    from apps.workshops.models import Workshop
+
+    return Workshop.objects.get_or_create(
+        title="Matrix workshop", facilitator=world.users["owner"], defaults={"project": world.project}
+    )[0]
+
+
+def _world_join_token(world) -> str:
+    from apps.workshops.services import join_link_create
+
+    return join_link_create(workshop=_world_workshop(world), by=world.users["owner"], hours=1)
 
 
 def _template_slug() -> str:
@@ -381,6 +508,90 @@ PAGES = {
         "post",
         "/pipelines/{pipeline_id}/share-links/{link_id}/revoke/",
         {"owner": 302, "editor": 302, "viewer": 403, "other": 404},
+    ),
+    # Feedback (apps/feedback). The page matrix posts no form: a feedback without its run is a 404.
+    "feedback-give": ("post", "/feedback/give/", {"owner": 404, "editor": 404, "viewer": 404, "other": 404}),
+    "notifications": ("get", "/notifications/", {"owner": 200, "editor": 200, "viewer": 200, "other": 200}),
+    "notifications-read": (
+        "post",
+        "/notifications/read/",
+        {"owner": 302, "editor": 302, "viewer": 302, "other": 302},
+    ),
+    "validation-block": (
+        "get",
+        "/validation/blocks/ocean.area_mean/",
+        {"owner": 200, "editor": 200, "viewer": 200, "other": 200},
+    ),
+    "validation-block-csv": (
+        "get",
+        "/validation/blocks/ocean.area_mean/csv/",
+        {"owner": 200, "editor": 200, "viewer": 200, "other": 200},
+    ),
+    "validation-pipeline": (
+        "get",
+        "/validation/pipelines/{pipeline_id}/",
+        {"owner": 200, "editor": 200, "viewer": 200, "other": 404},
+    ),
+    "validation-pipeline-csv": (
+        "get",
+        "/validation/pipelines/{pipeline_id}/csv/",
+        {"owner": 200, "editor": 200, "viewer": 200, "other": 404},
+    ),
+    # Workshops (apps/workshops): the owner facilitates one for ocean-team, whose members take part.
+    "workshop-list": ("get", "/workshops/", {"owner": 200, "editor": 200, "viewer": 200, "other": 200}),
+    "workshop-join": (
+        "get",
+        "/workshops/join/{workshop_token}/",
+        {"owner": 200, "editor": 200, "viewer": 200, "other": 200},
+    ),
+    "workshop-detail": (
+        "get",
+        "/workshops/{workshop_id}/",
+        {"owner": 200, "editor": 200, "viewer": 200, "other": 404},
+    ),
+    "workshop-follow": (
+        "get",
+        "/workshops/{workshop_id}/follow/",
+        {"owner": 200, "editor": 200, "viewer": 200, "other": 404},
+    ),
+    "workshop-state": (
+        "get",
+        "/workshops/{workshop_id}/state/",
+        {"owner": 200, "editor": 200, "viewer": 200, "other": 404},
+    ),
+    # An empty set-up form is refused with a message (302); only the facilitator may send one.
+    "workshop-manage": (
+        "post",
+        "/workshops/{workshop_id}/manage/",
+        {"owner": 302, "editor": 403, "viewer": 403, "other": 404},
+    ),
+    # No pipeline in the form: 404 for everybody.
+    "workshop-run": (
+        "post",
+        "/workshops/{workshop_id}/run/",
+        {"owner": 404, "editor": 404, "viewer": 404, "other": 404},
+    ),
+    "workshop-summary": (
+        "get",
+        "/workshops/{workshop_id}/summary/",
+        {"owner": 200, "editor": 403, "viewer": 403, "other": 404},
+    ),
+    "workshop-export-json": (
+        "get",
+        "/workshops/{workshop_id}/export.json",
+        {"owner": 200, "editor": 403, "viewer": 403, "other": 404},
+    ),
+    "workshop-export-csv": (
+        "get",
+        "/workshops/{workshop_id}/export.csv",
+        {"owner": 200, "editor": 403, "viewer": 403, "other": 404},
+    ),
+    # The processing report of a run (apps/delivery), for whoever may see the run.
+    "run-report": (
+        "get", "/runs/{run_id}/report/", {"owner": 200, "editor": 200, "viewer": 200, "other": 404}
+    ),
+    "run-report-pdf": (
+        "get", "/runs/{run_id}/report.pdf", {"owner": 200, "editor": 200, "viewer": 200, "other": 404}
     ),
     # Anyone with the link, signed in or not, sees the shared pipeline.
     "shared-pipeline": (

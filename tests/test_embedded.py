@@ -124,3 +124,23 @@ def test_redis_is_not_hit_by_a_terminal_ctrl_c_but_dies_with_its_parent(tmp_path
             child.kill()
         if embedded._pid_alive(server_pid):
             os.kill(server_pid, signal.SIGKILL)
+
+
+def test_queued_messages_survive_a_sigkill_of_the_server(tmp_path):
+    """What the launcher's supervisor relies on when it restarts a killed broker on its data
+    directory: every acknowledged write is in the append-only file (written before the reply; the
+    fsync every second only matters if the machine itself goes down)."""
+    data_dir = tmp_path / "redis"
+    server = embedded.start_redis(data_dir)
+    try:
+        client = _client(server)
+        client.rpush("celery", *[f"message-{i}" for i in range(500)])
+        client.close()
+        server.process.send_signal(signal.SIGKILL)
+        server.process.wait(10)
+    finally:
+        server.stop()
+    with embedded.start_redis(data_dir, port=server.port) as again:
+        client = _client(again)
+        assert client.llen("celery") == 500
+        client.close()

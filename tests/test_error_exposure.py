@@ -20,7 +20,7 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings
 
 from apps.pipelines.services import pipeline_create
-from apps.runs import services
+from apps.runs import orchestration
 from apps.runs.models import RunEvent, StepRun
 from apps.runs.services import run_submit, step_execute
 from blocks.manifest import StepManifest, uri_from_path
@@ -139,7 +139,7 @@ def test_the_runner_command_writes_tracebacks_to_stderr_and_clean_events_to_stdo
 def test_a_portal_side_failure_shows_users_a_pointer_and_administrators_the_traceback(
     user, catalog, monkeypatch, django_capture_on_commit_callbacks, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(services, "dispatch_steps", lambda step_ids, target: None)  # no broker here
+    monkeypatch.setattr(orchestration, "dispatch_steps", lambda step_ids, target: None)  # no broker here
     pipeline = pipeline_create(owner=user, name="blocked", document=document(
         [node("nap", "utility.noop")], []))
     with django_capture_on_commit_callbacks(execute=True):

@@ -14,7 +14,7 @@ from rest_framework.test import APIClient
 from apps.accounts.limits import LimitExceeded
 from apps.pipelines.models import Pipeline
 from apps.pipelines.services import pipeline_create
-from apps.runs import services
+from apps.runs import orchestration
 from apps.runs.models import Artifact, Run, StepRun
 from apps.runs.services import (
     RunRejected,
@@ -33,7 +33,7 @@ MB = 1024 * 1024
 def dispatched(monkeypatch):
     """Records the step ids handed to the broker instead of sending them (no worker here)."""
     sent: list[int] = []
-    monkeypatch.setattr(services, "dispatch_steps", lambda step_ids, target: sent.extend(step_ids))
+    monkeypatch.setattr(orchestration, "dispatch_steps", lambda step_ids, target: sent.extend(step_ids))
     return sent
 
 
@@ -302,7 +302,7 @@ def test_the_periodic_job_dispatches_held_steps_in_turns_across_users(
 def test_a_worker_does_not_go_on_with_a_users_chain_while_another_users_step_waits(
     user, other_user, catalog, settings, dispatched, monkeypatch, django_capture_on_commit_callbacks
 ):
-    monkeypatch.setattr(services, "FAIR_CHECK_INTERVAL_S", 0)
+    monkeypatch.setattr(orchestration, "FAIR_CHECK_INTERVAL_S", 0)
     alice_run = submit(user, chain_document(3), django_capture_on_commit_callbacks)
     submit(other_user, chain_document(1), django_capture_on_commit_callbacks)  # waits at the broker
     first = alice_run.steps.get(node_id="s0").pk

@@ -173,7 +173,7 @@ def queued_run(owner, steps: int) -> tuple[Run, list[StepRun]]:
 
 @pytest.mark.django_db(transaction=True)
 def test_the_first_claim_moves_the_run_to_running_with_an_event_once(user):
-    from apps.runs.services import _claim
+    from apps.runs.agent import _claim
 
     run, (first, second) = queued_run(user, 2)
     _claim(first.pk, "worker-1")

@@ -9,28 +9,29 @@ from django.utils import timezone
 
 from apps.catalog.models import BlockVersion
 from apps.pipelines.services import PipelineInvalid, pipeline_create
-from apps.runs import services
+from apps.runs import agent, orchestration
+from apps.runs.agent import step_execute
 from apps.runs.models import Artifact, RunEvent, StepRun
-from apps.runs.services import (
-    RunRejected,
-    run_cancel,
-    run_submit,
-    step_execute,
-    step_fail_overdue,
-    step_finish,
-    step_recover,
-    steps_recover_stalled,
-    steps_requeue_lost,
-)
+from apps.runs.orchestration import RunRejected, run_cancel, run_submit, step_finish
+from apps.runs.reconciler import step_fail_overdue, step_recover, steps_recover_stalled, steps_requeue_lost
 from blocks.manifest import ResultManifest
 from tests.conftest import document, edge, node
+
+
+@pytest.fixture(autouse=True)
+def writes_from_the_test_thread_only(settings, monkeypatch):
+    """These tests run blocks inside the test's transaction: a heartbeat or a delayed event write
+    from a thread of its own (its own connection) would wait for that transaction's SQLite lock.
+    Both are tested end to end (tests/test_fast_recovery.py, tests/test_live_events*.py)."""
+    settings.ILIAD_HEARTBEAT_S = 60
+    monkeypatch.setattr(agent, "EVENT_FLUSH_S", 3600)
 
 
 @pytest.fixture
 def dispatched(monkeypatch):
     """Records the step ids handed to the broker instead of sending them (no worker here)."""
     sent: list[int] = []
-    monkeypatch.setattr(services, "dispatch_steps", lambda step_ids, target: sent.extend(step_ids))
+    monkeypatch.setattr(orchestration, "dispatch_steps", lambda step_ids, target: sent.extend(step_ids))
     return sent
 
 
@@ -211,14 +212,14 @@ def test_the_step_a_worker_goes_on_with_is_claimed_when_the_previous_one_finishe
     user, catalog, dispatched, monkeypatch, django_capture_on_commit_callbacks
 ):
     run = submit(user, chain(user), django_capture_on_commit_callbacks)
-    real_run_step = services.run_step
+    real_run_step = agent.run_step
 
     def die_in_the_second_step(manifest, **kwargs):
         if manifest.step_id == "second":
             raise WorkerKilled
         return real_run_step(manifest, **kwargs)
 
-    monkeypatch.setattr(services, "run_step", die_in_the_second_step)
+    monkeypatch.setattr(agent, "run_step", die_in_the_second_step)
     dispatched.clear()
     with pytest.raises(WorkerKilled):
         step_execute(step_id=step(run, "first").pk, worker="w1@host")
@@ -240,9 +241,9 @@ def test_the_step_a_worker_goes_on_with_is_not_run_once_the_run_is_cancelled(
     user, catalog, dispatched, monkeypatch, django_capture_on_commit_callbacks
 ):
     run = submit(user, chain(user), django_capture_on_commit_callbacks)
-    real_claimed_step = services._claimed_step
+    real_claimed_step = agent._claimed_step
     ran: list[str] = []
-    real_run_step = services.run_step
+    real_run_step = agent.run_step
 
     def cancel_first(step_id):  # the user cancels between the two steps
         if step_id == step(run, "second").pk:
@@ -253,8 +254,8 @@ def test_the_step_a_worker_goes_on_with_is_not_run_once_the_run_is_cancelled(
         ran.append(manifest.step_id)
         return real_run_step(manifest, **kwargs)
 
-    monkeypatch.setattr(services, "_claimed_step", cancel_first)
-    monkeypatch.setattr(services, "run_step", record)
+    monkeypatch.setattr(agent, "_claimed_step", cancel_first)
+    monkeypatch.setattr(agent, "run_step", record)
     with django_capture_on_commit_callbacks(execute=True):
         step_execute(step_id=step(run, "first").pk, worker="w1@host")
     assert ran == ["first"]
@@ -274,7 +275,7 @@ def kill_the_worker(manifest, **kwargs):
 def claim_and_lose_the_worker(monkeypatch, step_id: int) -> None:
     """Worker w1@host claims the step and starts its block, then dies: the step stays running."""
     with monkeypatch.context() as patch:
-        patch.setattr(services, "run_step", kill_the_worker)
+        patch.setattr(agent, "run_step", kill_the_worker)
         with pytest.raises(WorkerKilled):
             step_execute(step_id=step_id, worker="w1@host", local_steps=1)
     assert StepRun.objects.get(pk=step_id).state == "running"
@@ -426,13 +427,13 @@ def test_a_running_step_sends_heartbeats_even_when_its_block_reports_nothing(
     user, catalog, dispatched, monkeypatch, settings
 ):
     settings.ILIAD_HEARTBEAT_S = 0.1
-    real_run_step = services.run_step
+    real_run_step = agent.run_step
 
     def busy_without_reporting(manifest, **kwargs):
         time.sleep(0.6)
         return real_run_step(manifest, **kwargs)
 
-    monkeypatch.setattr(services, "run_step", busy_without_reporting)
+    monkeypatch.setattr(agent, "run_step", busy_without_reporting)
     run = run_submit(pipeline=chain(user), user=user)
     assert execute_one(step_id=step(run, "first").pk) is True
     first = step(run, "first")
@@ -481,7 +482,7 @@ def test_a_hung_step_is_failed_past_its_walltime_and_its_late_result_is_discarde
 ):
     run = submit(user, chain(user), django_capture_on_commit_callbacks)
     first = step(run, "first").pk
-    real_run_step = services.run_step
+    real_run_step = agent.run_step
     seen: dict[str, object] = {}
 
     def hang_while_the_reconciler_runs(manifest, **kwargs):
@@ -492,7 +493,7 @@ def test_a_hung_step_is_failed_past_its_walltime_and_its_late_result_is_discarde
         seen["events"] = RunEvent.objects.filter(run=run).count()
         return real_run_step(manifest, **kwargs)  # then the block returns after all
 
-    monkeypatch.setattr(services, "run_step", hang_while_the_reconciler_runs)
+    monkeypatch.setattr(agent, "run_step", hang_while_the_reconciler_runs)
     dispatched.clear()
     with django_capture_on_commit_callbacks(execute=True):
         assert step_execute(step_id=first, worker="w1@host") is True

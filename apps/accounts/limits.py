@@ -62,7 +62,7 @@ def check_run_allowed(*, user, steps: int) -> None:
                 setting="ILIAD_LIMIT_QUEUED_STEPS",
             )
         waiting = StepRun.objects.filter(
-            run__owner=user, state__in=(StepState.PENDING, StepState.QUEUED)
+            run__owner=user, state__in=(StepState.PENDING, StepState.QUEUED, StepState.SUBMITTED)
         ).count()
         if waiting + steps > limit:
             raise LimitExceeded(

@@ -2,7 +2,7 @@
 
 from django.db import transaction
 from django.http import Http404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.response import Response
@@ -18,6 +18,7 @@ from apps.pipelines.serializers import (
     ValidationResultSerializer,
 )
 from apps.pipelines.services import (
+    PipelineConflict,
     PipelineInvalid,
     pipeline_create,
     pipeline_delete,
@@ -47,6 +48,28 @@ def invalid_response(error: PipelineInvalid) -> Response:
         {"detail": f"the pipeline document has {len(error.issues)} problem(s)", "errors": error.issues},
         status=status.HTTP_400_BAD_REQUEST,
     )
+
+
+STALE_SAVE = OpenApiResponse(
+    description="The document was edited from `base_version`, but a newer version was saved since: nothing "
+    "changed. Besides `detail` (who saved which version when), the body holds `code` "
+    "(`version_conflict`), `base_version`, `latest` (that version: number, message, created_by, "
+    "created_at, document), `changes` (from the base to the latest) and `yours` (from the latest to the "
+    "document sent), each a difference: nodes_added, nodes_removed, nodes_changed [{id, fields}], "
+    "edges_added, edges_removed and a one-line summary."
+)
+
+
+def conflict_response(error: PipelineConflict) -> Response:
+    body = {
+        "detail": str(error),
+        "code": "version_conflict",
+        "base_version": error.base,
+        "latest": PipelineVersionSerializer(error.latest).data,
+        "changes": error.changes,
+        "yours": error.yours,
+    }
+    return Response(body, status=status.HTTP_409_CONFLICT)
 
 
 def get_visible_pipeline(request, pipeline_id: int, *, action: str | None = None):
@@ -109,13 +132,15 @@ class PipelineDetailApi(APIView):
         return Response(PipelineSerializer(pipeline, context={"request": request}).data)
 
     @extend_schema(
-        request=PipelineWriteSerializer, responses={200: PipelineSerializer, 400: PipelineInvalidSerializer}
+        request=PipelineWriteSerializer,
+        responses={200: PipelineSerializer, 400: PipelineInvalidSerializer, 409: STALE_SAVE},
     )
     def put(self, request, pipeline_id: int):
         return self._update(request, pipeline_id, partial=False)
 
     @extend_schema(
-        request=PipelineWriteSerializer, responses={200: PipelineSerializer, 400: PipelineInvalidSerializer}
+        request=PipelineWriteSerializer,
+        responses={200: PipelineSerializer, 400: PipelineInvalidSerializer, 409: STALE_SAVE},
     )
     def patch(self, request, pipeline_id: int):
         return self._update(request, pipeline_id, partial=True)
@@ -125,6 +150,10 @@ class PipelineDetailApi(APIView):
         data = PipelineWriteSerializer(data=request.data, partial=partial)
         data.is_valid(raise_exception=True)
         fields = data.validated_data
+        if fields.get("base_version", 0) > pipeline.latest_version:
+            latest = pipeline.latest_version
+            message = f"this pipeline has no version {fields['base_version']} yet (latest: {latest})"
+            raise ValidationError({"base_version": [message]})
         sharing = {}
         try:
             if "project" in fields:
@@ -144,9 +173,12 @@ class PipelineDetailApi(APIView):
                     description=fields.get("description") if "description" in request.data else None,
                     document=fields.get("document"),
                     message=fields.get("message", ""),
+                    base_version=fields.get("base_version"),
                 )
         except PipelineInvalid as error:
             return invalid_response(error)
+        except PipelineConflict as error:
+            return conflict_response(error)
         except ProjectInvalid as error:
             raise invalid_field(error) from error
         except AccessRefused as error:

@@ -54,6 +54,11 @@ def _render_editor(request, *, pipeline=None, document=None, template: str = "")
             else None
         ),
         "template": template,
+        # Live co-editing (apps/collab): y-websocket appends the pipeline id to this URL.
+        "collab": {
+            "url": "/ws/collab/pipelines",
+            "user": {"id": request.user.pk, "name": request.user.get_username()},
+        },
         "targets": list(TARGETS),
         # Delivery data spaces a run may target: [{"id", "name"}], once that feature lands.
         "data_spaces": [],
@@ -68,6 +73,7 @@ def _render_editor(request, *, pipeline=None, document=None, template: str = "")
             "edit_page": reverse("pipeline-edit", args=[0]).replace("/0/", "/{id}/"),
             "new_page": reverse("pipeline-new"),
             "templates": reverse("api-templates"),
+            "comments": reverse("api-pipeline-comments", args=[0]).replace("/0/", "/{id}/"),
         },
     }
     return render(

@@ -123,6 +123,13 @@ class PipelineWriteSerializer(serializers.Serializer):
     description = serializers.CharField(required=False, allow_blank=True, default="")
     document = DocumentField(help_text="The pipeline document (format iliad.pipeline, version 1).")
     message = serializers.CharField(required=False, allow_blank=True, default="", max_length=500)
+    base_version = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        help_text="The version the document was edited from. When a newer version was saved since, the "
+        "update is refused with 409 and who saved what; send it on every update of the document "
+        "(omitted: the document replaces the latest version unchecked).",
+    )
     project = serializers.CharField(
         required=False,
         allow_null=True,

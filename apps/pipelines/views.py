@@ -14,6 +14,8 @@ from apps.projects.access import can, pipeline_permissions, projects_of
 from apps.projects.models import Role, Visibility
 from apps.runs.selectors import runs_visible_to
 from apps.runs.services import RunRejected, run_submit
+from iliad_portal.broker import MESSAGE as BROKER_MESSAGE
+from iliad_portal.broker import broker_available
 
 
 @login_required
@@ -54,6 +56,9 @@ def pipeline_run(request, pipeline_id: int):
         raise Http404("no such pipeline")
     if not can(request.user, "run", pipeline):
         raise PermissionDenied("you may see this pipeline but not run it")
+    if not broker_available():
+        messages.error(request, BROKER_MESSAGE)
+        return redirect("pipeline-detail", pipeline_id=pipeline.pk)
     try:
         run = run_submit(pipeline=pipeline, user=request.user)
     except PipelineInvalid as error:

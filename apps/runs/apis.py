@@ -26,6 +26,7 @@ from apps.runs.services import RunRejected, run_cancel, run_rerun, run_retry, ru
 from blocks.manifest import ManifestError, path_from_uri
 from blocks.types import PORT_TYPES
 from iliad_portal.api_pagination import StrictLimitOffsetPagination
+from iliad_portal.broker import require_broker
 
 
 def get_visible_run(request, run_id: int) -> Run:
@@ -78,12 +79,13 @@ class PipelineRunsApi(APIView):
         pipeline = get_visible_pipeline(request, pipeline_id, action="run")
         data = RunCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        require_broker()  # 503 while the broker is down, rather than a run that waits for re-dispatch
         try:
             run = run_submit(
                 pipeline=pipeline,
                 user=request.user,
                 version=data.validated_data.get("version"),
-                target=data.validated_data["target"],
+                target=data.validated_data["target"] or None,
                 cache=data.validated_data["cache"],
             )
         except PipelineInvalid as error:
@@ -156,6 +158,7 @@ class RunRerunApi(APIView):
         data = RunRerunSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         _runnable_pipeline_of(request, run, edit=bool(data.validated_data["params"]))
+        require_broker()
         try:
             new_run = run_rerun(
                 run=run, user=request.user, from_node=data.validated_data["from"],
@@ -182,6 +185,7 @@ class RunRetryApi(APIView):
         steps and everything after them."""
         run = get_visible_run(request, run_id)
         _runnable_pipeline_of(request, run, edit=False)
+        require_broker()
         try:
             new_run = run_retry(run=run, user=request.user)
         except PipelineInvalid as error:

@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
 CLOSE_TRY_AGAIN = 1013
+JOIN_ATTEMPTS = 4
+BROKER_DOWN_REASON = "live events unavailable: the message broker is down; reconnect in a few seconds"
 INBOX_LIMIT = 100
 """Batches a connection may have waiting; past that it is behind and reads the database instead."""
 
@@ -89,7 +91,7 @@ class _RunHub:
             logger.warning("lost the live events of %s", self.group, exc_info=True)
             _hubs_of_loop().pop(self.group, None)
             for member in list(self.members):
-                await member.close(code=CLOSE_TRY_AGAIN)
+                await member.close(code=CLOSE_TRY_AGAIN, reason=BROKER_DOWN_REASON)
 
     async def stop(self) -> None:
         if self.task is not None:
@@ -154,7 +156,23 @@ class RunEventsConsumer(AsyncJsonWebsocketConsumer):
         self.group = run_group(self.run_id)
         self._inbox: asyncio.Queue = asyncio.Queue()
         self._behind = False
-        await _hub_join(self)  # before the replay: nothing committed meanwhile is missed
+        # Before the replay: nothing committed meanwhile is missed. After a restart of the Redis
+        # server, each pooled connection of the layer fails once ("closed by server"): try again.
+        for attempt in range(JOIN_ATTEMPTS):
+            try:
+                await _hub_join(self)
+                break
+            except Exception:
+                if attempt + 1 < JOIN_ATTEMPTS:
+                    await asyncio.sleep(0.05)
+                    continue
+                # The channel layer is down. Accept only to close with a code and a reason the page
+                # can act on, instead of failing the handshake with an HTTP 500.
+                logger.warning("cannot follow %s: channel layer unavailable", self.group, exc_info=True)
+                del self.group  # not a member: disconnect() has nothing to leave
+                await self.accept()
+                await self.close(code=CLOSE_TRY_AGAIN, reason=BROKER_DOWN_REASON)
+                return
         await self.accept()
         await self._replay()
         self._forwarder = asyncio.ensure_future(self._forward())

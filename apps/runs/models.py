@@ -19,6 +19,7 @@ class RunState(models.TextChoices):
 class StepState(models.TextChoices):
     PENDING = "pending", "waiting for upstream steps"
     QUEUED = "queued"
+    SUBMITTED = "submitted", "submitted to its compute target"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
@@ -69,6 +70,22 @@ class StepRun(models.Model):
     )
     error = models.JSONField(null=True, blank=True, help_text="{'type', 'message', 'traceback'}")
     worker = models.CharField(max_length=200, blank=True)
+    target = models.CharField(
+        max_length=64, blank=True,
+        help_text="The compute target it runs on: its node's target, else its run's (frozen at submit).",
+    )
+    external_id = models.CharField(
+        max_length=200, blank=True, help_text="Its job's id at the compute target (submitted or running)."
+    )
+    launch_attempts = models.PositiveIntegerField(
+        default=0, help_text="Launches its target refused with a transient error since it was last queued."
+    )
+    launch_after = models.DateTimeField(
+        null=True, blank=True, help_text="After a refused launch: not tried again before this time."
+    )
+    events_offset = models.PositiveBigIntegerField(
+        default=0, help_text="Polled targets: how far the reconciler has read the job's events file."
+    )
     queued_at = models.DateTimeField(null=True, blank=True)
     dispatched_at = models.DateTimeField(
         null=True,

@@ -46,6 +46,7 @@ class StepRunSerializer(serializers.ModelSerializer):
             "block_version",
             "params",
             "state",
+            "target",
             "attempts",
             "error",
             "cached",
@@ -90,7 +91,10 @@ class RunDetailSerializer(RunSerializer):
 
 class RunCreateSerializer(serializers.Serializer):
     version = serializers.IntegerField(required=False, min_value=1, help_text="Default: the latest version.")
-    target = serializers.CharField(required=False, default="celery")
+    target = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=64,
+        help_text="The compute target of steps whose node names none (default: the default target).",
+    )
     cache = serializers.BooleanField(
         required=False, default=True,
         help_text="false: execute every step, reusing no earlier results (default true: a step identical "

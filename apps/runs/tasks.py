@@ -1,12 +1,18 @@
 """Celery tasks: thin wrappers that take ids, call one service and own their retry policy."""
 
+import logging
 from datetime import timedelta
 
 from celery import shared_task
+from celery.signals import worker_ready
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
-from apps.runs.services import step_execute, steps_dispatch_held, steps_recover_stalled, steps_requeue_lost
+from apps.runs.agent import step_execute
+from apps.runs.orchestration import steps_dispatch_held
+from apps.runs.reconciler import reconcile, steps_recover_stalled, steps_requeue_lost
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(
@@ -23,7 +29,8 @@ def execute_step(self, step_id: int) -> bool:
 
 @shared_task(name="runs.requeue_lost_steps")
 def requeue_lost_steps() -> int:
-    """Periodic (celery beat): re-dispatch steps whose queue message seems lost."""
+    """Periodic (celery beat): re-dispatch steps whose queue message seems lost or whose launch
+    back-off is over."""
     return steps_requeue_lost(older_than=timedelta(seconds=settings.ILIAD_REQUEUE_AFTER_S))
 
 
@@ -34,11 +41,20 @@ def dispatch_held_steps() -> int:
 
 
 @shared_task(name="runs.recover_stalled_steps")
-def recover_stalled_steps() -> int:
-    """Periodic (celery beat): run again, or fail, running steps whose worker stopped sending
-    heartbeats; fail those that overran their walltime."""
-    return steps_recover_stalled(
-        stalled_after=timedelta(seconds=settings.ILIAD_STALL_AFTER_S),
-        max_attempts=settings.ILIAD_MAX_ATTEMPTS,
-        walltime_grace=timedelta(seconds=settings.ILIAD_WALLTIME_GRACE_S),
-    )
+def recover_stalled_steps() -> dict[str, int]:
+    """Periodic (celery beat): poll the targets that do not report by themselves; run again, or fail,
+    running steps whose worker stopped sending heartbeats; fail those that overran their walltime."""
+    return reconcile()
+
+
+@worker_ready.connect
+def reconcile_at_start(**_kwargs) -> None:
+    """A worker that starts (e.g. after the portal restarted) re-attaches to polled jobs and takes
+    back what its predecessors left behind, instead of waiting for the first beat."""
+    try:
+        reconcile(at_start=True)
+    except Exception:
+        logger.exception("reconciling at worker start-up failed; the periodic task will try again")
+
+
+__all__ = ["execute_step", "steps_recover_stalled"]

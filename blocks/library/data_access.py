@@ -1,8 +1,10 @@
 """Blocks that open data: gridded datasets (NetCDF, Zarr, OPeNDAP) and in-situ observation tables.
 
-A ``source`` is either a path relative to the local data space (``ctx.data_dir``) or an http(s)
-URL. Paths may not leave the data space (no absolute paths, no ``..``, no symbolic links pointing
-out); URLs are fetched through :mod:`blocks.netguard`, which refuses internal addresses.
+A ``source`` is either a path relative to the local data space (``ctx.data_dir``), an http(s)
+URL, or (from version 1.1.0) a file in one of the portal's data spaces, ``space:<name>/<path>``
+(:mod:`blocks.spaces`). Paths may not leave the data space (no absolute paths, no ``..``, no
+symbolic links pointing out); URLs are fetched through :mod:`blocks.netguard`, which refuses
+internal addresses.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from blocks import formatguard, netguard
+from blocks import formatguard, netguard, spaces
 from blocks.context import StepContext
 from blocks.library.geo import OBSERVATION_COLUMNS, find_coord, iso_column, iso_times, parse_day
 from blocks.library.ocean import DEPTH_PARAMETERS, SUBSET_PARAMETERS, subset_dataset
@@ -149,6 +151,14 @@ def _download(ctx: StepContext, url: str, params: dict[str, Any], suffix: str) -
         raise ValueError(f"source: could not download {url!r}: {error}") from None
     ctx.log(f"downloaded {size / 1e6:,.2f} MB")
     return destination
+
+
+
+def _space_source(ctx: StepContext, source: str, params: dict[str, Any]) -> spaces.Resolved:
+    """Where a ``space:<name>/<path>`` source can be read (a local file or a URL), or ValueError."""
+    ctx.log(f"resolving {source}")
+    return spaces.resolve(source, scratch_dir=ctx.scratch_dir, max_bytes=_max_download_bytes(params),
+                          run_id=getattr(ctx, "run_id", None))
 
 
 # ---- data.open_gridded ---------------------------------------------------------------------------
@@ -284,41 +294,58 @@ SELECTION_PARAMETERS: dict[str, Any] = {
 """Area, period and depth, as ocean.subset 1.1.0 takes them, applied while opening."""
 
 
+GRIDDED_OUTPUTS = (
+    Port("dataset", "dataset", "Dataset", "The gridded dataset, opened without reading its values.",
+         quantity=Derived(source="source", keep="variables")),
+    Port("metadata", "json", "Description",
+         "Variables (units, names, dimensions), time range, area and the file's global attributes."),
+)
+
+GRIDDED_PARAMETERS: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["source"],
+    "properties": {
+        "source": {"type": "string", "minLength": 1, "maxLength": 2048, "title": "Source",
+                   "description": "A file or Zarr store in the data space, e.g. demo/biscay_ocean.nc, "
+                                  "or an http(s) URL of a NetCDF file or an OPeNDAP dataset."},
+        "variables": {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1,
+                      "uniqueItems": True, "title": "Variables",
+                      "description": "Names of the variables to keep, e.g. sst. Empty: keep all."},
+        "engine": {"type": "string", "enum": ["auto", "netcdf4", "h5netcdf", "zarr", "opendap"],
+                   "default": "auto", "title": "File format",
+                   "description": "How to read the source. 'auto' decides from the name: a folder or "
+                                  "'.zarr' is Zarr, a URL without a file name (or with 'dodsC') is "
+                                  "OPeNDAP, anything else is NetCDF."},
+        "max_download_mb": {"type": "number", "exclusiveMinimum": 0, "maximum": 1_000_000,
+                            "title": "Download limit (MB)",
+                            "description": "Refuse to download a file larger than this. Empty: "
+                                           f"{DEFAULT_MAX_DOWNLOAD_MB} MB or the administrator's "
+                                           "limit, which also caps this value."},
+        **SELECTION_PARAMETERS,
+    },
+}
+
+GRIDDED_SPACE_PARAMETERS: dict[str, Any] = {
+    **GRIDDED_PARAMETERS,
+    "properties": {
+        **GRIDDED_PARAMETERS["properties"],
+        "source": {**GRIDDED_PARAMETERS["properties"]["source"],
+                   "description": "A file or Zarr store in the data space, e.g. demo/biscay_ocean.nc, a file "
+                                  "in another data space, space:<name>/<path> (pick it in the data browser), "
+                                  "or an http(s) URL of a NetCDF file or an OPeNDAP dataset."},
+    },
+}
+"""1.1.0 also takes ``space:<name>/<path>`` sources."""
+
+
 @block(
     id="data.open_gridded",
     version="1.0.0",
     title="Open gridded dataset",
     category="data",
-    outputs=(
-        Port("dataset", "dataset", "Dataset", "The gridded dataset, opened without reading its values.",
-             quantity=Derived(source="source", keep="variables")),
-        Port("metadata", "json", "Description",
-             "Variables (units, names, dimensions), time range, area and the file's global attributes."),
-    ),
-    parameters={
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["source"],
-        "properties": {
-            "source": {"type": "string", "minLength": 1, "maxLength": 2048, "title": "Source",
-                       "description": "A file or Zarr store in the data space, e.g. demo/biscay_ocean.nc, "
-                                      "or an http(s) URL of a NetCDF file or an OPeNDAP dataset."},
-            "variables": {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1,
-                          "uniqueItems": True, "title": "Variables",
-                          "description": "Names of the variables to keep, e.g. sst. Empty: keep all."},
-            "engine": {"type": "string", "enum": ["auto", "netcdf4", "h5netcdf", "zarr", "opendap"],
-                       "default": "auto", "title": "File format",
-                       "description": "How to read the source. 'auto' decides from the name: a folder or "
-                                      "'.zarr' is Zarr, a URL without a file name (or with 'dodsC') is "
-                                      "OPeNDAP, anything else is NetCDF."},
-            "max_download_mb": {"type": "number", "exclusiveMinimum": 0, "maximum": 1_000_000,
-                                "title": "Download limit (MB)",
-                                "description": "Refuse to download a file larger than this. Empty: "
-                                               f"{DEFAULT_MAX_DOWNLOAD_MB} MB or the administrator's "
-                                               "limit, which also caps this value."},
-            **SELECTION_PARAMETERS,
-        },
-    },
+    outputs=GRIDDED_OUTPUTS,
+    parameters=GRIDDED_PARAMETERS,
     resources=Resources(cpus=1, memory_mb=2048, walltime_s=3600),
     cacheable=False,  # a URL's content (or a data-space file) can change under the same source
 )
@@ -344,9 +371,62 @@ def open_gridded(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any
     (2 GB unless set lower). For OPeNDAP every request the OPeNDAP client makes while it reads goes
     through the same checks, and each answer is limited to the same size.
     """
+    return _open_gridded(ctx, params, allow_spaces=False)
+
+
+@block(
+    id="data.open_gridded",
+    version="1.1.0",
+    title="Open gridded dataset",
+    category="data",
+    outputs=GRIDDED_OUTPUTS,
+    parameters=GRIDDED_SPACE_PARAMETERS,
+    resources=Resources(cpus=1, memory_mb=2048, walltime_s=3600),
+    cacheable=False,  # a URL's content (or a data-space file) can change under the same source
+)
+def open_gridded_from_spaces(
+    ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any]
+) -> dict[str, Any]:
+    """Open a gridded dataset (NetCDF, Zarr or OPeNDAP) from the data space or the web.
+
+    **What goes in:** the *source*: either the path of a file in the portal's data space (for
+    example `demo/biscay_ocean.nc`, see `demo/README.md`), a file in another data space picked in
+    the editor's data browser (`space:<name>/<path>`: an S3 bucket, a WebDAV drive, an OPeNDAP server,
+    a STAC catalogue's asset...) or a web address: an http(s) link to a
+    NetCDF file, which is downloaded, or an OPeNDAP address (THREDDS `dodsC`, ERDDAP `griddap`),
+    which is read remotely. Optionally the names of the variables to keep.
+
+    **What comes out:** the dataset, and a description of it: each variable's units, standard name,
+    long name, dimensions and size, the time range, the area covered and the file's main attributes
+    (title, institution, licence...). Copernicus Marine, ERDDAP and other CF files go through unchanged.
+
+    **Area, period and depth (optional):** for a large source, set them here. Only that part is
+    read and handed to the next step; without them the next step receives the whole dataset.
+
+    **Good to know:** nothing is read beyond the description and the selection: values are read in
+    pieces (chunks), and only those that are kept. Paths cannot reach outside the data space. Web addresses
+    pointing into the portal's own network (private, loopback, link-local addresses such as the
+    cloud metadata service) are refused, including through redirects. Downloads are limited in size
+    (2 GB unless set lower). For OPeNDAP every request the OPeNDAP client makes while it reads goes
+    through the same checks, and each answer is limited to the same size.
+    """
+    return _open_gridded(ctx, params, allow_spaces=True)
+
+
+def _open_gridded(ctx: StepContext, params: dict[str, Any], *, allow_spaces: bool) -> dict[str, Any]:
     source, engine = params["source"].strip(), params.get("engine", "auto")
     ctx.progress(0.0, f"opening {source}")
-    if _is_url(source):
+    resolved = _space_source(ctx, source, params) if allow_spaces and spaces.is_reference(source) else None
+    if resolved is not None and resolved.url:
+        dataset = (_open_opendap(ctx, resolved.url, params)
+                   if engine == "opendap" or (engine == "auto" and _is_opendap(resolved.url))
+                   else _open_file(_download(ctx, resolved.url, params, _url_suffix(resolved.url) or ".nc"),
+                                   "netcdf4" if engine == "auto" else engine, source))
+    elif resolved is not None:
+        if engine == "opendap":
+            raise ValueError(f"engine: 'opendap' needs an OPeNDAP space or URL, but {source!r} is a file")
+        dataset = _open_file(resolved.path, engine, source, root=resolved.root)
+    elif _is_url(source):
         scheme = urlsplit(source).scheme.lower()
         if scheme not in netguard.ALLOWED_SCHEMES:
             raise ValueError(f"source: {source!r}: only http and https URLs (or paths in the data space) "
@@ -363,6 +443,9 @@ def open_gridded(ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any
     else:
         if engine == "opendap":
             raise ValueError(f"engine: 'opendap' needs a URL, but source {source!r} is a path")
+        if spaces.is_reference(source):
+            raise ValueError(f"source: {source!r} names a data space; data.open_gridded 1.1.0 or later "
+                             "opens those")
         dataset = _open_file(_local_path(ctx, source), engine, source, root=ctx.data_dir.resolve())
     variables = params.get("variables")
     if variables:
@@ -490,6 +573,19 @@ OBSERVATION_PARAMETERS: dict[str, Any] = {
 }
 
 
+OBSERVATION_SPACE_PARAMETERS: dict[str, Any] = {
+    **OBSERVATION_PARAMETERS,
+    "properties": {
+        **OBSERVATION_PARAMETERS["properties"],
+        "source": {**OBSERVATION_PARAMETERS["properties"]["source"],
+                   "description": "A CSV or Parquet file in the data space, e.g. demo/biscay_buoys.csv, in "
+                                  "another data space, space:<name>/<path> (pick it in the data browser), "
+                                  "or an http(s) URL of one."},
+    },
+}
+"""1.1.0 also takes ``space:<name>/<path>`` sources."""
+
+
 @block(
     id="data.open_observations",
     version="1.0.0",
@@ -519,9 +615,56 @@ def open_observations(ctx: StepContext, inputs: dict[str, Any], params: dict[str
     fails with an explanation when columns are missing (it names them), a column has the wrong kind
     of values, a station or variable does not exist (it lists those that do) or nothing is left.
     """
+    return _open_observations(ctx, params, allow_spaces=False)
+
+
+@block(
+    id="data.open_observations",
+    version="1.1.0",
+    title="Open observations",
+    category="data",
+    outputs=(Port("observations", "table", "Observations",
+                  "One row per measurement: station, time, lat, lon, depth, variable, value, "
+                  "quality_flag."),),
+    parameters=OBSERVATION_SPACE_PARAMETERS,
+    cacheable=False,  # a URL's content (or a data-space file) can change under the same source
+)
+def open_observations_from_spaces(
+    ctx: StepContext, inputs: dict[str, Any], params: dict[str, Any]
+) -> dict[str, Any]:
+    """Open in-situ measurements (buoys, moorings, floats) and keep the trustworthy ones.
+
+    **What goes in:** the *source*: a CSV or Parquet file in the portal's data space (for example
+    `demo/biscay_buoys.csv`), in another data space picked in the editor's data browser
+    (`space:<name>/<path>`) or an http(s) link to one. The table has one row per measurement with
+    the columns `station, time, lat, lon, depth, variable, value, quality_flag` (the Copernicus
+    Marine in-situ convention in long format); other columns are kept.
+
+    **What comes out:** the same table, keeping only measurements whose quality flag is accepted
+    (by default 1 "good" and 2 "probably good"; 3 is "probably bad", 4 "bad", 9 "missing"), and
+    optionally only some variables, stations, an area (a box in degrees) and a period (days, both
+    included). Times are written as dates (YYYY-MM-DD) when every measurement is at midnight, as
+    date and time otherwise, in UTC.
+
+    **Good to know:** the step log says how many measurements each quality flag removed. The step
+    fails with an explanation when columns are missing (it names them), a column has the wrong kind
+    of values, a station or variable does not exist (it lists those that do) or nothing is left.
+    """
+    return _open_observations(ctx, params, allow_spaces=True)
+
+
+def _open_observations(ctx: StepContext, params: dict[str, Any], *, allow_spaces: bool) -> dict[str, Any]:
     source = params["source"].strip()
     ctx.progress(0.0, f"reading {source}")
-    if _is_url(source):
+    resolved = _space_source(ctx, source, params) if allow_spaces and spaces.is_reference(source) else None
+    if resolved is not None and resolved.url:
+        suffix = _url_suffix(resolved.url)
+        if suffix not in (*CSV_SUFFIXES, *PARQUET_SUFFIXES):
+            raise ValueError(f"source: {source!r} is not a CSV or Parquet file")
+        path = _download(ctx, resolved.url, params, suffix)
+    elif resolved is not None:
+        path = resolved.path
+    elif _is_url(source):
         scheme = urlsplit(source).scheme.lower()
         if scheme not in netguard.ALLOWED_SCHEMES:
             raise ValueError(f"source: {source!r}: only http and https URLs (or paths in the data space) "
@@ -532,6 +675,9 @@ def open_observations(ctx: StepContext, inputs: dict[str, Any], params: dict[str
                              f"Parquet ({', '.join(PARQUET_SUFFIXES)}) file name")
         path = _download(ctx, source, params, suffix)
     else:
+        if spaces.is_reference(source):
+            raise ValueError(f"source: {source!r} names a data space; data.open_observations 1.1.0 or later "
+                             "opens those")
         path = _local_path(ctx, source)
     table = _read_table(path, source)
     missing = [column for column in OBSERVATION_COLUMNS if column not in table.columns]

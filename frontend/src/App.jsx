@@ -14,6 +14,7 @@ import {
 import BlockNode from "./components/BlockNode.jsx";
 import Palette, { DRAG_TYPE } from "./components/Palette.jsx";
 import SidePanel from "./components/SidePanel.jsx";
+import DataBrowser from "./components/DataBrowser.jsx";
 import { RunDialog, TemplateDialog } from "./components/Dialogs.jsx";
 import { EditorContext, IssuesContext } from "./context.js";
 import {
@@ -36,6 +37,12 @@ import { FixError, fixLabel, fixOf, insertOnEdge } from "./fixes.js";
 import { canRedo, canUndo, initHistory, record, redo, reset, undo } from "./history.js";
 import { layeredLayout } from "./layout.js";
 import { api, errorText } from "./api.js";
+import { useCollab } from "./collab/useCollab.js";
+import { alignTo } from "./collab/ydoc.js";
+import { mergeDocuments } from "./collab/operations.js";
+import { PresenceBar, PresenceLayer } from "./components/Presence.jsx";
+import ConflictDialog from "./components/Conflict.jsx";
+import { CommentBadges, CommentsPanel, threadsOf, useComments } from "./components/Comments.jsx";
 
 const nodeTypes = { block: BlockNode };
 const NODE_W = 230;
@@ -194,6 +201,25 @@ function Editor({ config, specs, initialDocument }) {
     [catalog, flow],
   );
 
+  // --- editing together: the shared document, presence, refused saves ------------------------
+  const selectedIds = useMemo(() => nodes.filter((node) => node.selected).map((node) => node.id), [nodes]);
+  const onRemote = useCallback((document) => loadText(serialise(document)), [loadText]);
+  const onSaved = useCallback(
+    (info) => {
+      setPipeline((current) => (current && info.number > current.version ? { ...current, version: info.number } : current));
+      if (info.text) setSaved((current) => ({ ...current, text: serialise(alignTo(JSON.parse(info.text), docRef.current)) }));
+      say(`${info.by || "Someone"} saved version ${info.number}.`);
+    },
+    [say],
+  );
+  const collab = useCollab({ config, pipelineId: pipeline ? pipeline.id : null, doc, docText, dragging, selection: selectedIds, onRemote, onSaved });
+  const [conflict, setConflict] = useState(null);
+  const [merging, setMerging] = useState(false);
+  const forcedBase = useRef(null);
+  const comments = useComments(config, pipeline ? pipeline.id : null);
+  const [commentsFor, setCommentsFor] = useState(undefined); // undefined: closed; null: all; "": the pipeline; else a node
+  const openThreads = useMemo(() => threadsOf(comments.comments).filter((thread) => !thread.resolved).length, [comments.comments]);
+
   // --- server validation (debounced), same codes as the API ---------------------------------
   useEffect(() => {
     const seq = ++validateSeq.current;
@@ -291,7 +317,7 @@ function Editor({ config, specs, initialDocument }) {
   );
 
   const addBlock = useCallback(
-    (blockId, version, position, { focus = false } = {}) => {
+    (blockId, version, position, { focus = false, params = null } = {}) => {
       const spec = (version && catalog.get(blockId, version)) || catalog.latest(blockId);
       if (!spec) return;
       const taken = new Set(nodesRef.current.map((node) => (node.data.docId !== undefined ? node.data.docId : node.id)));
@@ -308,7 +334,7 @@ function Editor({ config, specs, initialDocument }) {
         id,
         type: "block",
         position: { x: Math.round(where.x), y: Math.round(where.y) },
-        data: { block: spec.id, version: spec.version, params: defaultParams(spec) },
+        data: { block: spec.id, version: spec.version, params: { ...defaultParams(spec), ...(params || {}) } },
         ariaLabel: `${spec.title} (${id})`,
         selected: true,
       };
@@ -428,6 +454,11 @@ function Editor({ config, specs, initialDocument }) {
   );
 
   const onVersion = useCallback((id, version) => updateData(id, { version }), [updateData]);
+  // A node's compute target; "" goes back to the run's target (the key leaves the document).
+  const onTarget = useCallback(
+    (id, target) => updateData(id, { target: target === "" ? undefined : target }, `target:${id}`),
+    [updateData],
+  );
 
   const onRename = useCallback(
     (id, newId) => {
@@ -566,6 +597,8 @@ function Editor({ config, specs, initialDocument }) {
     }
     const message = (document.getElementById("save-message")?.value || "").trim();
     const body = { name: trimmed, description, document: doc, message };
+    if (pipeline) body.base_version = forcedBase.current || pipeline.version;
+    forcedBase.current = null;
     say("Saving…");
     try {
       const result = pipeline
@@ -585,9 +618,15 @@ function Editor({ config, specs, initialDocument }) {
       if (messageInput) messageInput.value = "";
       if (!pipeline) window.history.replaceState(null, "", config.urls.edit_page.replace("{id}", next.id));
       loadVersions(next.id);
+      collab.publishSaved({ number: result.version, by: (config.collab && config.collab.user && config.collab.user.name) || "", at: new Date().toISOString(), text: docText });
       say(`Saved as version ${result.version}.`);
       return next;
     } catch (error) {
+      if (error.status === 409 && error.body && error.body.latest) {
+        setConflict(error.body);
+        say(`Not saved: ${error.body.detail}`, "error");
+        return null;
+      }
       if (error.body && Array.isArray(error.body.errors)) {
         setIssues(error.body.errors);
         say(`Not saved: the pipeline has ${error.body.errors.length} problem(s); see the list.`, "error");
@@ -596,7 +635,37 @@ function Editor({ config, specs, initialDocument }) {
       }
       return null;
     }
-  }, [name, description, doc, docText, pipeline, config.urls, draftKey, loadVersions, say]);
+  }, [name, description, doc, docText, pipeline, config.urls, config.collab, draftKey, loadVersions, say, collab.publishSaved]);
+
+  /** Merge a refused save: the newest version with this editor's changes since its base re-applied. */
+  const mergeConflict = useCallback(async () => {
+    if (!conflict || !pipeline) return;
+    setMerging(true);
+    try {
+      const base = await api("GET", `${config.urls.versions.replace("{id}", pipeline.id)}${conflict.base_version}/`);
+      const latest = conflict.latest;
+      const { document: merged, conflicts } = mergeDocuments(base.document, doc, latest.document);
+      setPipeline((current) => ({ ...current, version: latest.number }));
+      setSaved((current) => ({ ...current, text: serialise(latest.document) }));
+      replaceDocument(merged);
+      setConflict(null);
+      loadVersions(pipeline.id);
+      say(
+        `Merged your changes into version ${latest.number}${conflicts.length ? ` (both changed ${conflicts.join(", ")}: yours kept)` : ""}. Review, then save.`,
+      );
+    } catch (error) {
+      say(`Could not merge: ${errorText(error)}`, "error");
+    } finally {
+      setMerging(false);
+    }
+  }, [conflict, pipeline, config.urls.versions, doc, replaceDocument, loadVersions, say]);
+
+  const keepMine = useCallback(() => {
+    if (!conflict) return;
+    forcedBase.current = conflict.latest.number;
+    setConflict(null);
+    save();
+  }, [conflict, save]);
 
   const restoreVersion = useCallback(
     (version) => {
@@ -826,6 +895,12 @@ function Editor({ config, specs, initialDocument }) {
             <button type="button" className="secondary" onClick={() => setTemplatesOpen(true)}>New from template</button>
             <span className="sep" aria-hidden="true" />
             <button type="button" className="run" onClick={() => setRunOpen(true)} disabled={!nodes.length}>Run…</button>
+            {comments.enabled ? (
+              <button type="button" className="secondary" aria-pressed={commentsFor !== undefined} onClick={() => setCommentsFor((current) => (current === undefined ? (selectedIds.length === 1 ? selectedIds[0] : null) : undefined))}>
+                Comments ({openThreads})
+              </button>
+            ) : null}
+            <PresenceBar status={collab.status} peers={collab.peers} me={config.collab && config.collab.user} />
           </div>
           {draft ? (
             <div className="ed-banner" role="region" aria-label="Unsaved draft">
@@ -835,8 +910,11 @@ function Editor({ config, specs, initialDocument }) {
             </div>
           ) : null}
           <div className="ed-body">
-            <Palette catalog={catalog} categories={config.categories} onAdd={(blockId, version) => addBlock(blockId, version, null, { focus: true })} />
-            <section className="ed-canvas" aria-label="Pipeline canvas" ref={canvasRef} onDragOver={onDragOver} onDrop={onDrop}>
+            <div className="ed-left">
+              <Palette catalog={catalog} categories={config.categories} onAdd={(blockId, version) => addBlock(blockId, version, null, { focus: true })} />
+              <DataBrowser selected={selected} catalog={catalog} onParams={onParams} onVersion={onVersion} say={say} onAdd={(blockId, version, params) => addBlock(blockId, version, null, { params })} />
+            </div>
+            <section className="ed-canvas" aria-label="Pipeline canvas" ref={canvasRef} onDragOver={onDragOver} onDrop={onDrop} onMouseMove={(event) => collab.pointerMoved(flow.screenToFlowPosition({ x: event.clientX, y: event.clientY }))} onMouseLeave={() => collab.pointerMoved(null)}>
               <ReactFlow
                 nodes={nodes}
                 edges={edges}
@@ -865,7 +943,14 @@ function Editor({ config, specs, initialDocument }) {
                 <Grid />
                 {ready ? <MiniMap pannable zoomable ariaLabel="Overview of the pipeline" /> : null}
                 <Controls aria-label="Zoom controls" />
+                <PresenceLayer peers={collab.peers} nodes={nodes} />
+                <CommentBadges comments={comments.comments} nodes={nodes} onOpen={setCommentsFor} />
               </ReactFlow>
+              {commentsFor !== undefined && comments.enabled ? (
+                <div className="comments-float">
+                  <CommentsPanel comments={comments.comments} nodeId={commentsFor} nodeIds={nodes.map((node) => node.id)} onNode={setCommentsFor} onClose={() => setCommentsFor(undefined)} post={comments.post} patch={comments.patch} say={say} />
+                </div>
+              ) : null}
               <div className={`ed-hint${hint ? " visible" : ""}`} aria-hidden={hint ? "false" : "true"}>{hint}</div>
               {nodes.length === 0 ? (
                 <div className="ed-empty">
@@ -885,6 +970,7 @@ function Editor({ config, specs, initialDocument }) {
               onDescription={setDescription}
               onParams={onParams}
               onLabel={onLabel}
+              onTarget={onTarget}
               onVersion={onVersion}
               onRename={onRename}
               onDelete={deleteNodes}
@@ -899,6 +985,7 @@ function Editor({ config, specs, initialDocument }) {
             <p role="alert" className="status-error">{status.kind === "error" ? status.text : ""}</p>
           </div>
           <RunDialog open={runOpen} onClose={() => setRunOpen(false)} config={config} pipeline={pipeline} dirty={dirty} onSave={save} />
+          <ConflictDialog conflict={conflict} busy={merging} onMerge={mergeConflict} onKeepMine={keepMine} onClose={() => setConflict(null)} />
           <TemplateDialog open={templatesOpen} onClose={() => setTemplatesOpen(false)} config={config} onChoose={chooseTemplate} />
         </div>
       </IssuesContext.Provider>

@@ -114,6 +114,7 @@ export function documentToGraph(doc, catalog) {
       params: raw.params === undefined ? {} : raw.params,
     };
     if (raw.label !== undefined) data.label = raw.label;
+    if (raw.target !== undefined) data.target = raw.target;
     if (id !== docId || typeof raw.id !== "string") data.docId = raw.id;
     nodes.push({
       id,
@@ -147,6 +148,7 @@ export function graphToDocument(nodes, edges, metadata) {
     const out = { id, block: data.block, version: data.version, params: data.params };
     out.position = { x: Math.round(node.position.x), y: Math.round(node.position.y) };
     if (data.label !== undefined) out.label = data.label;
+    if (data.target !== undefined) out.target = data.target;
     return out;
   });
   const docEdges = edges.map((edge) => ({

@@ -19,11 +19,33 @@ function Modal({ open, onClose, labelId, children }) {
 
 export function RunDialog({ open, onClose, config, pipeline, dirty, onSave }) {
   const targets = config.targets || [];
-  const spaces = config.data_spaces || [];
   const [target, setTarget] = useState(targets[0] || "");
+  // Where the results are delivered: the spaces the user may write to, and their last choice for
+  // this pipeline (GET /api/pipelines/{id}/delivery-choice/), asked for when the dialog opens.
+  const [spaces, setSpaces] = useState([]);
   const [space, setSpace] = useState("");
+  const [folder, setFolder] = useState("");
   const [error, setError] = useState("");
   const [busy, setBusy] = useState(false);
+  const pipelineId = pipeline && pipeline.id;
+  useEffect(() => {
+    if (!open || !pipelineId) return undefined;
+    let live = true;
+    api("GET", `/api/pipelines/${pipelineId}/delivery-choice/`).then(
+      (options) => {
+        if (!live) return;
+        setSpaces(options.spaces || []);
+        if (options.choice) {
+          setSpace(options.choice.space);
+          setFolder(options.choice.folder);
+        }
+      },
+      () => live && setSpaces([]), // delivery can still be chosen on the run page
+    );
+    return () => {
+      live = false;
+    };
+  }, [open, pipelineId]);
 
   const submit = async (saveFirst) => {
     setBusy(true);
@@ -38,9 +60,17 @@ export function RunDialog({ open, onClose, config, pipeline, dirty, onSave }) {
         }
         id = saved.id;
       }
-      const body = { target };
-      if (space) body.data_space = space;
-      const run = await api("POST", config.urls.runs.replace("{id}", id), body);
+      const run = await api("POST", config.urls.runs.replace("{id}", id), { target });
+      if (space) {
+        try {
+          await api("POST", `/api/runs/${run.id}/delivery/`, { space, folder });
+        } catch (caught) {
+          // The run is submitted: say why delivery was refused; it can be chosen on the run page.
+          setError(`The run started, but its delivery was refused: ${errorText(caught)}`);
+          window.setTimeout(() => window.location.assign(config.urls.run_page.replace("{id}", run.id)), 4000);
+          return;
+        }
+      }
       window.location.assign(config.urls.run_page.replace("{id}", run.id));
     } catch (caught) {
       const errors = caught && caught.body && caught.body.errors;
@@ -66,15 +96,30 @@ export function RunDialog({ open, onClose, config, pipeline, dirty, onSave }) {
           </select>
         </div>
         {spaces.length ? (
-          <div className="field">
-            <label htmlFor="run-space">Deliver results to data space</label>
-            <select id="run-space" value={space} onChange={(event) => setSpace(event.target.value)}>
-              <option value="">(none)</option>
-              {spaces.map((entry) => (
-                <option key={entry.id ?? entry} value={entry.id ?? entry}>{entry.name ?? entry}</option>
-              ))}
-            </select>
-          </div>
+          <>
+            <div className="field">
+              <label htmlFor="run-space">Deliver results to data space</label>
+              <select id="run-space" value={space} onChange={(event) => setSpace(event.target.value)}>
+                <option value="">(do not deliver)</option>
+                {spaces.map((entry) => (
+                  <option key={entry.name} value={entry.name}>{entry.title} ({entry.name})</option>
+                ))}
+              </select>
+            </div>
+            {space ? (
+              <div className="field">
+                <label htmlFor="run-folder">Folder in the space</label>
+                <input
+                  id="run-folder"
+                  type="text"
+                  value={folder}
+                  maxLength={1000}
+                  placeholder="results/2026"
+                  onChange={(event) => setFolder(event.target.value)}
+                />
+              </div>
+            ) : null}
+          </>
         ) : null}
         <p>
           {dirty || !pipeline

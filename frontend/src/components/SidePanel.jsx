@@ -5,6 +5,7 @@ const ParamsForm = lazy(() => import("./ParamsForm.jsx"));
 import { NODE_ID_RE } from "../document.js";
 import { portClass } from "../ports.js";
 import { fixLabel, fixOf } from "../fixes.js";
+import TargetPicker from "./TargetPicker.jsx";
 
 function NodeIdField({ node, onRename }) {
   const current = node.data.docId !== undefined ? String(node.data.docId) : node.id;
@@ -38,7 +39,7 @@ function NodeIdField({ node, onRename }) {
   );
 }
 
-function Inspector({ node, catalog, issues, onParams, onLabel, onVersion, onRename, onDelete }) {
+function Inspector({ node, catalog, issues, onParams, onLabel, onVersion, onRename, onDelete, onTarget }) {
   const spec = catalog.get(node.data.block, node.data.version);
   const versions = catalog.versions(node.data.block);
   return (
@@ -62,6 +63,7 @@ function Inspector({ node, catalog, issues, onParams, onLabel, onVersion, onRena
           onChange={(event) => onLabel(node.id, event.target.value)}
         />
       </div>
+      {onTarget ? <TargetPicker node={node} onTarget={onTarget} /> : null}
       {versions.length > 1 || !spec ? (
         <div className="field">
           <label htmlFor="node-version-select">Block version</label>
@@ -169,6 +171,7 @@ export default function SidePanel(props) {
           onVersion={props.onVersion}
           onRename={props.onRename}
           onDelete={props.onDelete}
+          onTarget={props.onTarget}
         />
       ) : selected.length > 1 ? (
         <section className="inspector" aria-labelledby="inspector-title">
