@@ -252,7 +252,8 @@ ILIAD_DELIVERY_RETRY_MAX_S = envint("ILIAD_DELIVERY_RETRY_MAX_S", 900)
 # those left "delivering" for ILIAD_DELIVERY_STALL_AFTER_S (their worker died) are tried again.
 ILIAD_DELIVERY_RESUME_AFTER_S = envint("ILIAD_DELIVERY_RESUME_AFTER_S", 300)
 ILIAD_DELIVERY_STALL_AFTER_S = envint("ILIAD_DELIVERY_STALL_AFTER_S", 3600)
-if ILIAD_DELIVERY_ATTEMPTS < 1 or ILIAD_DELIVERY_RETRY_S < 0 or ILIAD_DELIVERY_RETRY_MAX_S < ILIAD_DELIVERY_RETRY_S:
+if (ILIAD_DELIVERY_ATTEMPTS < 1 or ILIAD_DELIVERY_RETRY_S < 0
+        or ILIAD_DELIVERY_RETRY_MAX_S < ILIAD_DELIVERY_RETRY_S):
     raise ImproperlyConfigured("ILIAD_DELIVERY_ATTEMPTS must be at least 1 and 0 <= ILIAD_DELIVERY_RETRY_S "
                                "<= ILIAD_DELIVERY_RETRY_MAX_S")
 CELERY_BEAT_SCHEDULE["resume-due-deliveries"] = {"task": "delivery.resume_due", "schedule": 60.0}
@@ -414,6 +415,7 @@ SPECTACULAR_SETTINGS = {
         "RunStateEnum": "apps.runs.models.RunState",
         "StepStateEnum": "apps.runs.models.StepState",
         "ComputeTargetKindEnum": "apps.compute.models.ComputeTarget.Kind",
+        "DataSpaceKindEnum": "apps.dataspaces.models.DataSpace.Kind",
     },
 }
 

@@ -26,6 +26,7 @@ from django.test.client import encode_multipart
 from django.urls import URLResolver, get_resolver
 from rest_framework.test import APIClient
 
+from apps.collab.models import Comment
 from apps.feedback.models import Feedback, FeedbackRevision, Notification
 from apps.pipelines.models import Pipeline, PipelineVersion
 from apps.projects.models import Membership, Project, ShareLink
@@ -57,6 +58,8 @@ VALID_BODIES = {
     "MemberRoleRequest": {"role": "editor"},
     "ComputeTargetWriteRequest": {"name": "cloud-eu", "title": "EU cloud", "kind": "celery"},
     "PatchedComputeTargetWriteRequest": {"title": "Cloud workers (EU)"},
+    "CommentCreateRequest": {"body": "Is this the right box?", "node_id": "mean"},
+    "PatchedCommentUpdateRequest": {"body": "edited", "resolved": True},
     "FeedbackGiveRequest": {"rating": 4, "verdict": "fit", "comment": "looks right", "tags": ["units"]},
     "FeedbackChangeRequest": {"rating": 3, "verdict": "needs_changes", "comment": "better", "tags": []},
     "NotificationsReadRequest": {"ids": []},
@@ -188,7 +191,8 @@ def wrong_values(schema: dict) -> list[tuple[str, object, bool]]:
         ("true", True, typed and kind != "boolean"),
         ("an object", {"nested": {"object": [1, 2]}}, typed),
         # a list of two texts is right for an array of texts (feedback tags), wrong for anything else
-        ("a list", ["a", "list"], typed and (kind != "array" or schema.get("items", {}).get("type") != "string")),
+        ("a list", ["a", "list"],
+         typed and (kind != "array" or schema.get("items", {}).get("type") != "string")),
         ("nested 200 deep", nested(200), typed),
         ("100k chars", "x" * 100_000, kind == "integer" or schema.get("maxLength", 10**9) < 100_000),
         ("with NUL", NUL, typed),
@@ -373,6 +377,7 @@ def world(django_db_setup, django_db_blocker) -> World:
                 "run_id": run.pk, "artifact_id": artifact.pk,
                 "link_id": share_link_create(pipeline=pipeline, by=user)[0].pk, "project_slug": project.slug,
                 "feedback_id": feedback_give(user=user, run=run, rating=4, verdict="fit")[0].pk,
+                "comment_id": Comment.objects.create(pipeline=pipeline, author=user, body="first").pk,
             }
         alice = get_user_model().objects.get(username="alice")
         alice_team = Project.objects.get(slug="alice-team")
@@ -526,4 +531,5 @@ def test_hostile_input_is_refused_clearly_and_changes_nothing(world, db, case):
 
 def test_the_cases_cover_every_operation_and_stay_bounded():
     assert {str(case.operation) for case in CASES} == {str(operation) for operation in OPERATIONS}
-    assert len(CASES) < 800  # 679 with the projects and share-link operations
+    assert len(CASES) < 2000  # 679 with the projects and share-link operations; ~1640 with data spaces,
+    # delivery, feedback, comments and compute targets

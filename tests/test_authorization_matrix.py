@@ -47,6 +47,7 @@ PATH_VALUES = {
     "slug": lambda world: _template_slug(),
     "feedback_id": lambda world: _world_feedback(world).pk,
     "space_id": lambda world: _world_space(world).pk,
+    "comment_id": lambda world: _world_comment(world).pk,
     # not API path parameters: the workshop pages' (below)
     "workshop_id": lambda world: _world_workshop(world).pk,
     "workshop_token": lambda world: _world_join_token(world),
@@ -204,6 +205,15 @@ API = {
     "data_spaces_partial_update": (
         {"title": "renamed"}, {"owner": 200, "editor": 403, "viewer": 403, "other": 404}, SIGNED_IN
     ),
+    # Comments: everyone who may see the pipeline reads and writes threads; a comment's text is its
+    # author's (the owner's here), others may not change it.
+    "pipelines_comments_list": (None, {"owner": 200, "editor": 200, "viewer": 200, "other": 404}, SIGNED_IN),
+    "pipelines_comments_create": (
+        {"body": "Right box?"}, {"owner": 201, "editor": 201, "viewer": 201, "other": 404}, SIGNED_IN
+    ),
+    "pipelines_comments_partial_update": (
+        {"body": "edited"}, {"owner": 200, "editor": 403, "viewer": 403, "other": 404}, SIGNED_IN
+    ),
     "data_spaces_destroy": (None, {"owner": 204, "editor": 403, "viewer": 403, "other": 404}, SIGNED_IN),
     "data_spaces_browse_retrieve": (
         None, {"owner": 200, "editor": 200, "viewer": 200, "other": 404}, SIGNED_IN
@@ -247,6 +257,15 @@ def _world_feedback(world):
         run=world.runs["run"],
         artifact=None,
         defaults={"rating": 4, "verdict": "fit"},
+    )[0]
+
+
+def _world_comment(world):
+    """The owner's comment on the shared pipeline (made when first asked for)."""
+    from apps.collab.models import Comment
+
+    return Comment.objects.get_or_create(
+        pipeline=world.pipelines["shared"], author=world.users["owner"], defaults={"body": "first"}
     )[0]
 
 

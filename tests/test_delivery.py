@@ -246,12 +246,6 @@ def s3(loopback_allowed):
     server.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="apps/dataspaces/connectors/s3.py: boto3's upload_file wraps the 403 in S3UploadFailedError, "
-    "which the connector reports as 'cannot reach the storage service' (transient) instead of AccessDenied "
-    "(permanent); it must look at the error's __context__ (the ClientError)",
-)
 def test_an_s3_bucket_without_write_permission_fails_at_once_with_a_clear_error(run, user, s3, monkeypatch):
     import boto3
     from moto import settings as moto_settings

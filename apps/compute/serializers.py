@@ -12,7 +12,7 @@ class StepCountsSerializer(serializers.Serializer):
 
 class ComputeTargetSerializer(serializers.ModelSerializer):
     overflow = serializers.SlugRelatedField(
-        slug_field="name", read_only=True,
+        slug_field="name", read_only=True, allow_null=True,
         help_text="Where new steps go while its queue is deeper than burst_threshold.",
     )
     steps = serializers.SerializerMethodField(help_text="Its steps now.")

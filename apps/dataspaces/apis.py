@@ -10,7 +10,7 @@ import json
 
 from django.conf import settings
 from django.http import Http404, HttpResponse
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import APIException, NotFound, PermissionDenied, ValidationError
 from rest_framework.response import Response
@@ -88,6 +88,8 @@ class DataSpaceListApi(APIView):
 
 
 class DataSpaceDetailApi(APIView):
+    serializer_class = DataSpaceSerializer
+
     @extend_schema(responses=DataSpaceSerializer)
     def get(self, request, space_id: int):
         return Response(DataSpaceSerializer(get_usable_space(request, space_id)).data)
@@ -108,6 +110,7 @@ class DataSpaceDetailApi(APIView):
             raise PermissionDenied(str(error)) from None
         return Response(DataSpaceSerializer(space).data)
 
+    @extend_schema(responses={204: None})
     def delete(self, request, space_id: int):
         space = get_usable_space(request, space_id)
         if not spaces_changeable_by(user=request.user).filter(pk=space.pk).exists():
@@ -199,7 +202,11 @@ class DataSpaceDescribeApi(APIView):
 
 class DataSpacePreviewApi(APIView):
     @extend_schema(
-        parameters=[PATH, OpenApiParameter("variable", str)], responses={(200, "image/png"): bytes}
+        parameters=[PATH, OpenApiParameter("variable", str)],
+        responses={
+            (200, "image/png"): bytes,
+            400: OpenApiResponse(description="The file cannot be drawn (not gridded, unknown variable)."),
+        },
     )
     def get(self, request, space_id: int):
         space = get_usable_space(request, space_id)

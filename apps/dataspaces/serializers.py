@@ -8,8 +8,8 @@ class DataSpaceSerializer(serializers.ModelSerializer):
 
     has_credentials = serializers.BooleanField(read_only=True)
     read_only = serializers.SerializerMethodField()
-    owner = serializers.CharField(source="owner.username", read_only=True, default=None)
-    project = serializers.CharField(source="project.slug", read_only=True, default=None)
+    owner = serializers.CharField(source="owner.username", read_only=True, default=None, allow_null=True)
+    project = serializers.CharField(source="project.slug", read_only=True, default=None, allow_null=True)
 
     class Meta:
         model = DataSpace

@@ -65,10 +65,11 @@ def refused(error: Exception) -> Exception:
     raise TypeError(error)
 
 
+ID = {"type": "integer", "minimum": 0}
 FILTERS = [
-    OpenApiParameter("run", int, description="Only feedback on this run (and its results)."),
-    OpenApiParameter("artifact", int, description="Only feedback on this result."),
-    OpenApiParameter("pipeline", int, description="Only feedback on runs of this pipeline."),
+    OpenApiParameter("run", ID, description="Only feedback on this run (and its results)."),
+    OpenApiParameter("artifact", ID, description="Only feedback on this result."),
+    OpenApiParameter("pipeline", ID, description="Only feedback on runs of this pipeline."),
     OpenApiParameter(
         "block", str, description="Only feedback on results of this block, or runs that used it."
     ),

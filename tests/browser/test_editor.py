@@ -108,7 +108,7 @@ def test_build_a_pipeline_by_drag_and_drop_save_reload_and_run(portal, page, pag
     assert editor_document(page) == saved  # selecting a node changes nothing
 
     page.get_by_role("button", name="Run…").click()
-    expect(page.get_by_label("Compute target")).to_have_value("celery")
+    expect(page.get_by_role("dialog").get_by_label("Compute target")).to_have_value("celery")
     page.get_by_role("button", name="Submit run").click()
     page.wait_for_url(re.compile(r"/runs/\d+/$"))
     run = Run.objects.get(pipeline=pipeline)

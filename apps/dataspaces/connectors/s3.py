@@ -73,8 +73,11 @@ class S3Connector(Connector):
         return key[len(self.prefix) + 1 :] if self.prefix else key
 
     def _error(self, error: Exception, what: str) -> ConnectorError:
+        from boto3.exceptions import S3UploadFailedError
         from botocore.exceptions import ClientError
 
+        if isinstance(error, S3UploadFailedError) and isinstance(error.__context__, ClientError):
+            error = error.__context__  # upload_file wraps the server's refusal (e.g. AccessDenied)
         if isinstance(error, ClientError):
             code = str(error.response.get("Error", {}).get("Code", ""))
             if code in ("NoSuchKey", "404", "NotFound"):
