@@ -137,8 +137,12 @@ def test_the_runner_command_writes_tracebacks_to_stderr_and_clean_events_to_stdo
 # ---- the portal -----------------------------------------------------------------------------------
 
 def test_a_portal_side_failure_shows_users_a_pointer_and_administrators_the_traceback(
-    user, catalog, monkeypatch, django_capture_on_commit_callbacks, caplog: pytest.LogCaptureFixture
+    user, catalog, monkeypatch, django_capture_on_commit_callbacks, caplog: pytest.LogCaptureFixture,
+    settings, tmp_path,
 ) -> None:
+    # An artifact root of its own: run ids repeat between tests, so an earlier test's runs/<id>
+    # directory could already stand where this test puts its blocking file.
+    settings.ILIAD_ARTIFACT_ROOT = tmp_path / "artifacts"
     monkeypatch.setattr(orchestration, "dispatch_steps", lambda step_ids, target: None)  # no broker here
     pipeline = pipeline_create(owner=user, name="blocked", document=document(
         [node("nap", "utility.noop")], []))
@@ -147,6 +151,7 @@ def test_a_portal_side_failure_shows_users_a_pointer_and_administrators_the_trac
     # A file where the run's artifact directory should be: creating the step's output directory
     # fails inside the portal with an error naming the server path.
     blocker = settings.ILIAD_ARTIFACT_ROOT / "runs" / str(run.pk)
+    assert not blocker.exists()
     blocker.parent.mkdir(parents=True, exist_ok=True)
     blocker.write_text("in the way")
     step = StepRun.objects.get(run=run)

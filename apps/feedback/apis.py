@@ -65,7 +65,7 @@ def refused(error: Exception) -> Exception:
     raise TypeError(error)
 
 
-ID = {"type": "integer", "minimum": 0}
+ID = {"type": "integer", "minimum": 0, "maximum": 10**MAX_ID_DIGITS - 1}
 FILTERS = [
     OpenApiParameter("run", ID, description="Only feedback on this run (and its results)."),
     OpenApiParameter("artifact", ID, description="Only feedback on this result."),

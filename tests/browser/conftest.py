@@ -43,10 +43,27 @@ def browser_context_args(browser_context_args):
     return {**browser_context_args, "viewport": {"width": 1500, "height": 950}, "accept_downloads": True}
 
 
+def installation_rows() -> None:
+    """The rows a fresh installation's data migrations create (the default data space and compute
+    target). Live-server tests run on a flushed database: an earlier transactional test removed them."""
+    import importlib
+
+    from django.apps import apps
+
+    for module, function in (
+        ("apps.dataspaces.migrations.0002_default_local_space", "create_default_space"),
+        ("apps.compute.migrations.0002_default_celery_target", "create_default_target"),
+    ):
+        getattr(importlib.import_module(module), function)(apps, None)
+
+
 @pytest.fixture
 def portal(live_server, catalog, user, context):
-    """The live server URL, with the browser context signed in as ``user`` (alice)."""
+    """The live server URL, with the browser context signed in as ``user`` (alice), on a database
+    holding what a fresh installation holds."""
     from django.test import Client
+
+    installation_rows()
 
     client = Client()
     client.force_login(user)

@@ -13,7 +13,7 @@ MEM_MB=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 1024 ))
 
 need_packages() {
   local missing=()
-  command -v sbatch >/dev/null || missing+=(slurm-wlm)
+  { command -v sbatch && command -v slurmctld && command -v slurmd; } >/dev/null || missing+=(slurm-wlm)
   command -v munged >/dev/null || missing+=(munge)
   command -v sshd >/dev/null || missing+=(openssh-server)
   if ((${#missing[@]})); then
@@ -22,6 +22,10 @@ need_packages() {
     else sudo apt-get install -y -q "${missing[@]}" >/dev/null; fi
   fi
 }
+
+# task/cgroup when the cgroup v1 memory controller is writable (memory limits enforced: a job over
+# its --mem ends OUT_OF_MEMORY); task/none otherwise.
+if [[ -w /sys/fs/cgroup/memory ]]; then TASK_PLUGIN=task/cgroup; else TASK_PLUGIN=task/none; fi
 
 write_config() {
   mkdir -p "$SLURM_HOME"/{spool/ctld,spool/d,log,ssh} /etc/slurm /run/munge /var/lib/munge /var/log/munge
@@ -38,7 +42,7 @@ SlurmctldHost=${HOST}
 SlurmUser=root
 AuthType=auth/munge
 ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
+TaskPlugin=${TASK_PLUGIN}
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 DefMemPerCPU=512
@@ -59,6 +63,16 @@ JobAcctGatherType=jobacct_gather/none
 NodeName=${HOST} CPUs=${CPUS} RealMemory=${MEM_MB} State=UNKNOWN
 PartitionName=debug Nodes=${HOST} Default=YES MaxTime=INFINITE State=UP
 PartitionName=short Nodes=${HOST} MaxTime=00:10:00 State=UP
+CONF
+  cat > /etc/slurm/cgroup.conf <<CONF
+# Memory limits through the cgroup (v1) memory controller: a job over its --mem is killed by the
+# kernel and ends OUT_OF_MEMORY, as on a production cluster.
+CgroupPlugin=cgroup/v1
+CgroupMountpoint=/sys/fs/cgroup
+ConstrainRAMSpace=yes
+ConstrainSwapSpace=yes
+ConstrainCores=no
+ConstrainDevices=no
 CONF
   cp /etc/slurm/slurm.conf "$SLURM_HOME/slurm.conf"
 }
