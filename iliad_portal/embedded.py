@@ -553,6 +553,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     env["ILIAD_HOME"] = str(home)
     env.setdefault("DJANGO_SETTINGS_MODULE", "iliad_portal.settings")
     env["PYTHONUNBUFFERED"] = "1"
+    # Users' blocks never run inside the worker that holds the secrets (apps.compute.isolation);
+    # ILIAD_ISOLATE_STEPS=false in the environment turns it off.
+    env.setdefault("ILIAD_ISOLATE_STEPS", "true")
 
     supervisor = Supervisor(_log)
     supervisor.install_signal_handlers()

@@ -228,7 +228,8 @@ def _iso_to_epoch(value: str) -> float:
 def test_a_killed_worker_is_restarted_and_runs_complete_afterwards(launcher, pipeline_id):
     run = launcher.submit(pipeline_id)
     assert run.status_code == 201, run.text
-    assert launcher.wait_run(run.json()["id"])["state"] == "succeeded"
+    done = launcher.wait_run(run.json()["id"])
+    assert done["state"] == "succeeded", done["steps"]
 
     old = launcher.child_pid("worker")
     assert old is not None

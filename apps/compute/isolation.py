@@ -29,7 +29,9 @@ fail, but a step can no longer reach the broker or the database over the network
 from __future__ import annotations
 
 import json
+import logging
 import os
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -41,6 +43,8 @@ from apps.compute.launcher import EXIT_SETUP_FAILED, ForkServer, LauncherError, 
 from blocks.context import Emit
 from blocks.manifest import ResultManifest, StepManifest, path_from_uri
 from blocks.runner import EXIT_WALLTIME
+
+logger = logging.getLogger(__name__)
 
 FIRST_POLL_S = 0.002
 POLL_S = 0.05
@@ -62,9 +66,42 @@ def grace_s() -> float:
     return float(os.environ.get("ILIAD_ISOLATE_GRACE_S", "3"))
 
 
+def unreachable_path(uid: int, paths: list[Path], hidden: list[Path]) -> tuple[Path, Path] | None:
+    """The first of ``paths`` that user ``uid`` cannot reach, with the directory on its way that
+    stops it (neither theirs nor open to others: e.g. a checkout under ``/root`` or in a ``mktemp -d``
+    folder, both mode 0700); None when every path is reachable. Directories in ``hidden`` and below
+    do not count: the child sees a fresh file system there, with its own directories mounted back."""
+    hidden = [path.resolve() for path in hidden]
+    for path in paths:
+        for directory in [*reversed(path.resolve().parents), path.resolve()]:
+            if any(directory == root or root in directory.parents for root in hidden):
+                break
+            try:
+                info = directory.stat()
+            except OSError:
+                break  # not created yet: what lies below is made by the portal
+            if info.st_uid != uid and not info.st_mode & 0o001:
+                return path, directory
+    return None
+
+
 def launcher_config() -> dict[str, Any]:
     """The fork server's configuration, from the settings (see the module docstring)."""
     uid = _id_from_env("ILIAD_ISOLATE_UID")
+    if uid is not None and os.geteuid() == 0:
+        needed = [Path(settings.ILIAD_ARTIFACT_ROOT), Path(settings.ILIAD_DATA_DIR), Path(sys.prefix),
+                  Path(__file__).resolve().parents[2]]
+        hidden = [Path(settings.ILIAD_HOME), Path(settings.ILIAD_ARTIFACT_ROOT)]
+        blocked = unreachable_path(uid, needed, hidden)
+        if blocked is not None:
+            # The child could not write its outputs nor import the block library: it keeps the
+            # worker's user (environment and descriptors are still separated) and the log says why.
+            logger.warning(
+                "isolated steps run as the worker's user, not as uid %s: it cannot reach %s (%s is "
+                "mode %o); move the installation or open that directory to run steps as uid %s",
+                uid, blocked[0], blocked[1], blocked[1].stat().st_mode & 0o777, uid,
+            )
+            uid = None
     gid = _id_from_env("ILIAD_ISOLATE_GID") if uid is not None else None
     hide = [str(settings.ILIAD_HOME), str(settings.ILIAD_ARTIFACT_ROOT)]
     hide += [path for path in os.environ.get("ILIAD_ISOLATE_HIDE", "").split(":") if path]

@@ -13,7 +13,6 @@ from typing import Any
 from csp.constants import UNSAFE_EVAL
 from csp.decorators import csp_update
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import render
 from django.urls import reverse
@@ -23,7 +22,6 @@ from apps.catalog.selectors import catalog_specs
 from apps.catalog.templatetags.portal import markdown
 from apps.pipelines.selectors import pipeline_get, pipeline_version_get
 from apps.projects.access import can
-from apps.runs.services import TARGETS
 from blocks.semver import semver_key
 from blocks.spec import CATEGORIES
 
@@ -41,8 +39,23 @@ def _editor_catalog() -> dict[str, dict[str, dict[str, Any]]]:
     }
 
 
-def _render_editor(request, *, pipeline=None, document=None, template: str = ""):
+def _target_names(user) -> list[str]:
+    """The compute targets ``user`` may run on, the default first (a fresh installation: its Celery
+    queue, also before the data migration's row exists)."""
+    from apps.compute.selectors import default_target_name, targets_usable_by
+
+    default = default_target_name()
+    names = list(targets_usable_by(user=user).order_by("name").values_list("name", flat=True))
+    if default in names or not names:
+        names = [default] + [name for name in names if name != default]
+    return names
+
+
+def _render_editor(request, *, pipeline=None, document=None, template: str = "", read_only: bool = False):
     config = {
+        # A viewer's editor: it follows the live document and comments, and changes nothing (the
+        # shared document's server drops a viewer's updates, the API refuses their saves).
+        "readOnly": read_only,
         "pipeline": (
             {
                 "id": pipeline.pk,
@@ -59,7 +72,7 @@ def _render_editor(request, *, pipeline=None, document=None, template: str = "")
             "url": "/ws/collab/pipelines",
             "user": {"id": request.user.pk, "name": request.user.get_username()},
         },
-        "targets": list(TARGETS),
+        "targets": _target_names(request.user),
         # Delivery data spaces a run may target: [{"id", "name"}], once that feature lands.
         "data_spaces": [],
         "categories": list(CATEGORIES),
@@ -118,12 +131,15 @@ def _single_block_document(block_id: str) -> dict[str, Any] | None:
 @ensure_csrf_cookie
 @editor_policy
 def pipeline_edit(request, pipeline_id: int):
-    """The editor on the latest saved version of a pipeline the user may edit (404 for one they may
-    not see, 403 for one they may only see)."""
+    """The editor on the latest saved version of a pipeline (404 for one the user may not see). Who
+    may only see it (a viewer) gets it read-only: it follows the others' live changes and comments."""
     pipeline = pipeline_get(user=request.user, pipeline_id=pipeline_id)
     if pipeline is None:
         raise Http404("no such pipeline")
-    if not can(request.user, "edit", pipeline):
-        raise PermissionDenied("you may see this pipeline but not edit it")
     version = pipeline_version_get(pipeline=pipeline)
-    return _render_editor(request, pipeline=pipeline, document=version.document if version else None)
+    return _render_editor(
+        request,
+        pipeline=pipeline,
+        document=version.document if version else None,
+        read_only=not can(request.user, "edit", pipeline),
+    )
