@@ -1,13 +1,15 @@
 """Live co-editing latency: one participant's change → its arrival at all the others.
 
-    python -m bench.collab [--participants 10] [--changes 20] [--gap-ms 50]
+    python -m bench.collab [--participants 10] [--changes 20] [--gap-ms 50] [--rooms 5]
 
 Sets up the embedded default (temporary SQLite + the embedded Redis-protocol server), serves the
 portal's ASGI app with uvicorn in a subprocess, and opens ``--participants`` scripted Yjs clients
 (pycrdt, the sync protocol y-websocket speaks) on one pipeline's shared document over real
 WebSockets. Each participant in turn changes one parameter ``--changes`` times, ``--gap-ms`` apart;
 latency = arrival at each other participant − the send (one clock, one machine). Prints p50/p95/p99
-(target: p95 ≤ 250 ms) and the server's resident memory before and after the room is open.
+(target: p95 ≤ 250 ms) and the server's resident memory before and after the room is open. Then
+``--rooms`` more pipelines are opened, each by ``--participants`` synced clients, as open workshops
+are: (memory with them open − memory before) / rooms is the server memory per open workshop.
 Exits 0 whether the target is met or not.
 """
 
@@ -83,6 +85,7 @@ async def measure(server, pipeline_id: int, cookie: str, args) -> list[float]:
             await asyncio.sleep(args.gap_ms / 1000)
     await asyncio.sleep(2.0)
     log(f"server memory with the room open: {rss_mb(server.process.pid):.1f} MB")
+    measure.room_open_mb = rss_mb(server.process.pid)
     for task in listeners:
         task.cancel()
     for socket, _ in peers:
@@ -101,11 +104,55 @@ async def measure(server, pipeline_id: int, cookie: str, args) -> list[float]:
     return latencies
 
 
+async def open_rooms(server, pipeline_ids: list[int], cookie: str, participants: int) -> list:
+    """Open each pipeline's room with ``participants`` synced clients; returns the sockets (open)."""
+    import websockets
+    from pycrdt import Doc, YMessageType, create_sync_message, handle_sync_message
+
+    sockets = []
+    for pipeline_id in pipeline_ids:
+        url = server.url.replace("http", "ws") + f"/ws/collab/pipelines/{pipeline_id}"
+        for _ in range(participants):
+            socket = await websockets.connect(
+                url, additional_headers={"Origin": server.url, "Cookie": cookie}
+            )
+            doc = Doc()
+            await socket.send(create_sync_message(doc))
+            sockets.append((socket, doc))
+    deadline = time.monotonic() + 3.0
+    while time.monotonic() < deadline:  # answer the server's sync messages for a while
+        for socket, doc in sockets:
+            try:
+                message = await asyncio.wait_for(socket.recv(), 0.01)
+            except TimeoutError:
+                continue
+            if message[0] == YMessageType.SYNC:
+                reply = handle_sync_message(message[1:], doc)
+                if reply is not None:
+                    await socket.send(reply)
+    return sockets
+
+
+async def room_memory(server, pipeline_ids: list[int], cookie: str, participants: int) -> float:
+    before = rss_mb(server.process.pid)
+    sockets = await open_rooms(server, pipeline_ids, cookie, participants)
+    await asyncio.sleep(1.0)
+    after = rss_mb(server.process.pid)
+    log(
+        f"{len(pipeline_ids)} more rooms × {participants} participants open: "
+        f"{after:.1f} MB (from {before:.1f})"
+    )
+    for socket, _ in sockets:
+        await socket.close()
+    return (after - before) / max(len(pipeline_ids), 1)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--participants", type=int, default=10)
     parser.add_argument("--changes", type=int, default=20, help="changes per participant")
     parser.add_argument("--gap-ms", type=float, default=50.0)
+    parser.add_argument("--rooms", type=int, default=5, help="more rooms opened to measure memory per room")
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="iliad-bench-collab-"))
@@ -146,6 +193,9 @@ def main() -> int:
             "edges": [],
         }
         pipeline = pipeline_create(owner=user, name="bench", document=document)
+        others = [
+            pipeline_create(owner=user, name=f"bench {n}", document=document).pk for n in range(args.rooms)
+        ]
         client = Client()
         client.force_login(user)
         cookie = f"sessionid={client.cookies['sessionid'].value}"
@@ -153,7 +203,12 @@ def main() -> int:
         time.sleep(1.0)
         log(f"server memory before: {rss_mb(server.process.pid):.1f} MB")
         log(f"{args.participants} participants × {args.changes} changes, {args.gap_ms:g} ms apart")
+        before_mb = rss_mb(server.process.pid)
         latencies = asyncio.run(measure(server, pipeline.pk, cookie, args))
+        first_room_mb = measure.room_open_mb - before_mb
+        per_room_mb = (
+            asyncio.run(room_memory(server, others, cookie, args.participants)) if others else float("nan")
+        )
     finally:
         if server is not None:
             server.stop()
@@ -167,6 +222,10 @@ def main() -> int:
     print(f"\n{'n':>6} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}")
     print(f"{len(latencies):>6} {p50:>8.1f} {p95:>8.1f} {p99:>8.1f}")
     print(f"target p95 ≤ {TARGET_P95_MS:g} ms: {'MET' if p95 <= TARGET_P95_MS else 'NOT MET'}")
+    print(
+        f"server memory per open workshop ({args.participants} participants): first room "
+        f"{first_room_mb:.1f} MB (includes warming up), each further room {per_room_mb:.2f} MB"
+    )
     return 0
 
 

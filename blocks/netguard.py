@@ -20,6 +20,9 @@ lets a block fetch public http(s) URLs and nothing else:
   before connecting; :func:`download` streams a response to a file with a size limit and an overall
   deadline (``ILIAD_DOWNLOAD_DEADLINE_S``, default 30 minutes) that holds however slowly the server
   trickles its bytes, and calls a ``check_interrupt`` callback (cancel, walltime) every half second.
+* :func:`pinned_httpx_transport` does the same for httpx clients (WebDAV spaces), and
+  :func:`pin_pool_manager` for a urllib3 pool manager such as botocore's (S3 spaces with an
+  ``endpoint_url``): the name is resolved once, by the check, and the socket goes to that address.
 * :class:`GuardedWSGIProxy` is a WSGI application that forwards every request to one server through
   :func:`guarded_get`, each exchange under the same deadline. Client libraries that accept a WSGI
   ``application`` instead of making HTTP requests themselves (pydap, hence xarray's ``pydap``
@@ -364,6 +367,56 @@ class GuardedAdapter(HTTPAdapter):
         if kwargs.get("proxies"):
             kwargs["proxies"] = {}
         return super().send(request, *args, **kwargs)
+
+
+def pin_pool_manager(manager: Any, *, allowed_hosts: Iterable[str] = ()) -> Callable[[str], None]:
+    """Make the urllib3 ``PoolManager`` ``manager`` (e.g. botocore's) connect only to addresses that
+    were checked, as :func:`guarded_session` does for requests. Returns ``check(url)``: call it before
+    each request (raises :class:`UnsafeURL`; pins the URL's host to its checked address). A host
+    that was never checked cannot be connected to at all."""
+    pins: dict[str, str] = {}
+    manager.pool_classes_by_scheme = _pinned_classes(pins)
+    manager.clear()  # pools made before pinning would still resolve for themselves
+    allowed = tuple(allowed_hosts)
+
+    def check(url: str) -> None:
+        addresses = checked_addresses(url, allowed_hosts=allowed)
+        _, host, _ = _split(url)
+        pins[host] = str(addresses[0])
+
+    return check
+
+
+def pinned_httpx_transport(*, allowed_hosts: Iterable[str] = (), **options: Any) -> Any:
+    """An httpx transport (``httpx.HTTPTransport(**options)``) that checks every request's URL and
+    opens its connections to the address the check resolved, never to a second DNS answer; TLS
+    still verifies the certificate against (and sends SNI for) the URL's host name."""
+    import httpcore
+    import httpx
+
+    allowed = tuple(allowed_hosts)
+    pins: dict[tuple[str, int], str] = {}
+
+    class PinnedBackend(httpcore.SyncBackend):
+        def connect_tcp(self, host: str, port: int, *args: Any, **kwargs: Any) -> Any:
+            address = pins.get((host.lower().strip("[]").rstrip("."), port))
+            if address is None:
+                raise httpcore.ConnectError(f"refusing to connect to unchecked host {host!r}")
+            return super().connect_tcp(address, port, *args, **kwargs)
+
+    class PinnedTransport(httpx.HTTPTransport):
+        def __init__(self) -> None:
+            super().__init__(**options)
+            self._pool._network_backend = PinnedBackend()
+
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            url = str(request.url)
+            addresses = checked_addresses(url, allowed_hosts=allowed)
+            _, host, port = _split(url)
+            pins[(host, port)] = str(addresses[0])
+            return super().handle_request(request)
+
+    return PinnedTransport()
 
 
 def guarded_session(*, allowed_hosts: Iterable[str] = ()) -> requests.Session:

@@ -70,6 +70,8 @@ def scrub_paths(
     ``<server path>``. The most specific directory wins. Never raises; text without paths is
     returned unchanged.
     """
+    if "/" not in text:  # every path this replaces has one; most messages have none
+        return text
     places = sorted(
         [
             *((form, DATA_SPACE) for form in _forms(data_dir)),

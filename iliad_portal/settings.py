@@ -196,6 +196,19 @@ WHITENOISE_USE_FINDERS = True
 # --- artifacts and blocks -------------------------------------------------------------------------
 ILIAD_ARTIFACT_ROOT = Path(os.environ.get("ILIAD_ARTIFACT_ROOT") or ILIAD_HOME / "artifacts").resolve()
 ILIAD_DATA_DIR = Path(os.environ.get("ILIAD_DATA_DIR") or ILIAD_HOME / "data").resolve()
+# The artifact store (blocks.store): empty = the directory ILIAD_ARTIFACT_ROOT; s3://bucket/prefix = an
+# S3-compatible bucket shared by every machine, ILIAD_ARTIFACT_ROOT being this machine's cache of it.
+ILIAD_ARTIFACT_STORE = os.environ.get("ILIAD_ARTIFACT_STORE", "")
+ILIAD_ARTIFACT_STORE_OPTIONS = {
+    key: os.environ.get(f"ILIAD_ARTIFACT_STORE_{key.upper()}") or None
+    for key in ("endpoint_url", "region", "access_key_id", "secret_access_key", "session_token")
+}
+try:
+    from blocks.store import ObjectStore as _ObjectStore
+
+    _ObjectStore.from_settings(ILIAD_ARTIFACT_STORE, ILIAD_ARTIFACT_STORE_OPTIONS)
+except ValueError as _error:
+    raise ImproperlyConfigured(str(_error)) from None
 # Data spaces (apps.dataspaces): remote files are copied here to be described and previewed, up to
 # ILIAD_DESCRIBE_MAX_MB each; the data browser warns before a user picks a file above ILIAD_SIZE_WARNING_MB.
 ILIAD_DATASPACE_CACHE_DIR = Path(
@@ -238,7 +251,10 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
 }  # fmt: skip
 CELERY_BEAT_SCHEDULE = {
     "requeue-lost-steps": {"task": "runs.requeue_lost_steps", "schedule": 60.0},
-    "recover-stalled-steps": {"task": "runs.recover_stalled_steps", "schedule": 5.0},
+    # also polls the targets that do not report by themselves (Slurm), every ILIAD_RECONCILE_S seconds
+    "recover-stalled-steps": {
+        "task": "runs.recover_stalled_steps", "schedule": float(envint("ILIAD_RECONCILE_S", 5)),
+    },
 }
 ILIAD_REQUEUE_AFTER_S = envint("ILIAD_REQUEUE_AFTER_S", 300)
 # --- delivery of results to data spaces (apps.delivery) -------------------------------------------
@@ -297,6 +313,12 @@ if ILIAD_WALLTIME_GRACE_S < 0:
 # A worker that finishes a step goes on with one step it made ready, up to this many per task,
 # instead of a broker round trip per step of a chain (1 = always through the broker).
 ILIAD_LOCAL_STEPS = envint("ILIAD_LOCAL_STEPS", 50)
+# PostgreSQL: the transactions that claim and finish steps commit without waiting for the WAL flush
+# (synchronous_commit=off; the same durability as the embedded SQLite's WAL with synchronous=NORMAL).
+# A crash of the database server may then lose the last fraction of a second of step records, never
+# consistency: those steps look like a lost worker's and the stall recovery runs them again. True
+# waits for the flush (a few ms per step on a slow disk).
+ILIAD_SYNCHRONOUS_STEP_COMMIT = envbool("ILIAD_SYNCHRONOUS_STEP_COMMIT", False)
 
 # --- per-user limits and fair sharing of the workers ----------------------------------------------
 # What one account may hold at once (0 = no limit). Over a limit, the API answers 429 (409 for

@@ -23,6 +23,7 @@ urlpatterns = [
     path("api/", include("apps.projects.api_urls")),
     path("api/", include("apps.compute.api_urls")),
     path("api/", include("apps.feedback.api_urls")),
+    path("api/", include("apps.workshops.api_urls")),
     path("api/", include("apps.dataspaces.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves Swagger UI's start script as a file (?script): no inline script, so the

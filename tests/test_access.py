@@ -319,14 +319,17 @@ def test_the_pipeline_page_shows_only_the_buttons_one_may_use(
     [
         ("owner", 200, 302, 302),
         ("editor", 200, 302, 403),
-        ("viewer", 403, 403, 403),
+        ("viewer", 200, 403, 403),  # the editor page, read-only (test_editor_read_only_for_viewers)
         ("other", 404, 404, 404),
     ],
 )
 def test_pages_that_change_a_pipeline_check_the_right_to(access_world, db, client, role, edit, run, delete):
     shared = access_world.pipelines["shared"].pk
     client = page_client(client, access_world, role)
-    assert client.get(f"/pipelines/{shared}/edit/").status_code == edit
+    page = client.get(f"/pipelines/{shared}/edit/")
+    assert page.status_code == edit
+    if edit == 200:
+        assert page.context["editor_config"]["readOnly"] is (role == "viewer")
     assert client.post(f"/pipelines/{shared}/run/").status_code == run
     assert client.post(f"/pipelines/{shared}/delete/").status_code == delete
     assert Pipeline.objects.filter(pk=shared).exists() == (delete != 302)

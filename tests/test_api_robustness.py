@@ -351,6 +351,7 @@ def world(django_db_setup, django_db_blocker) -> World:
     from apps.pipelines.services import pipeline_create
     from apps.projects.services import membership_add, project_create, share_link_create
     from apps.runs.services import run_submit
+    from apps.workshops.services import workshop_create
     from blocks.manifest import uri_from_path
     from blocks.registry import default_registry
 
@@ -378,6 +379,7 @@ def world(django_db_setup, django_db_blocker) -> World:
                 "link_id": share_link_create(pipeline=pipeline, by=user)[0].pk, "project_slug": project.slug,
                 "feedback_id": feedback_give(user=user, run=run, rating=4, verdict="fit")[0].pk,
                 "comment_id": Comment.objects.create(pipeline=pipeline, author=user, body="first").pk,
+                "workshop_id": workshop_create(user=user, title=f"{name}'s workshop").pk,
             }
         alice = get_user_model().objects.get(username="alice")
         alice_team = Project.objects.get(slug="alice-team")

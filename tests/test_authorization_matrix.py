@@ -48,14 +48,16 @@ PATH_VALUES = {
     "feedback_id": lambda world: _world_feedback(world).pk,
     "space_id": lambda world: _world_space(world).pk,
     "comment_id": lambda world: _world_comment(world).pk,
-    # not API path parameters: the workshop pages' (below)
-    "workshop_id": lambda world: _world_workshop(world).pk,
+    "workshop_id": lambda world: _world_workshop(world).pk,  # also the workshop pages' (below)
     "workshop_token": lambda world: _world_join_token(world),
 }
 
 #: Path parameters that name something of the project: a token restricted to another project does not
-#: see it (404). Blocks and templates belong to no project.
-PROJECT_OBJECTS = {"pipeline_id", "run_id", "artifact_id", "link_id", "project_slug", "feedback_id"}
+#: see it (404). Blocks and templates belong to no project. The world's data space is ocean-team's.
+PROJECT_OBJECTS = {
+    "pipeline_id", "run_id", "artifact_id", "link_id", "project_slug", "feedback_id", "space_id",
+    "workshop_id",
+}
 
 PUBLIC = {"anonymous": 200}  # operations that need no credentials
 SIGNED_IN = {"anonymous": 401}
@@ -229,6 +231,9 @@ API = {
     "data_spaces_preview_retrieve": (
         None, {"owner": 400, "editor": 400, "viewer": 400, "other": 404}, SIGNED_IN
     ),
+    # Workshops (read-only API): the owner facilitates one for ocean-team, whose members take part.
+    "workshops_list": (None, {"owner": 200, "editor": 200, "viewer": 200, "other": 200}, SIGNED_IN),
+    "workshops_retrieve": (None, {"owner": 200, "editor": 200, "viewer": 200, "other": 404}, SIGNED_IN),
     "templates_list": (None, {"owner": 200, "editor": 200, "viewer": 200, "other": 200}, SIGNED_IN),
     "templates_retrieve": (None, {"owner": 200, "editor": 200, "viewer": 200, "other": 200}, SIGNED_IN),
     "templates_use_create": (

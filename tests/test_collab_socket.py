@@ -5,6 +5,7 @@ each update reaches the others and is stored, and that the document survives a s
 from __future__ import annotations
 
 import asyncio
+import json
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -229,3 +230,52 @@ def test_awareness_of_a_closed_connection_is_removed():
     gone = awareness_gone({200: 5})
     assert awareness_clients(gone) == {200: 6}
     assert gone.endswith(b"null")
+
+
+async def _comment_feed(server, pipeline_id: int, session: str | None):
+    headers = {"Origin": server.url}
+    if session:
+        headers["Cookie"] = f"sessionid={session}"
+    url = server.url.replace("http", "ws") + f"/ws/collab/pipelines/{pipeline_id}/comments"
+    return await websockets.connect(url, additional_headers=headers)
+
+
+@pytest.mark.e2e
+def test_comments_are_pushed_live_to_everyone_who_sees_the_pipeline(room):
+    server, pipeline, sessions = room
+    from apps.collab.comments import comment_create, comment_update
+
+    editor_user = pipeline.project.memberships.get(user__username="editor").user
+
+    async def scenario():
+        viewer = await _comment_feed(server, pipeline.pk, sessions["viewer"])
+        owner = await _comment_feed(server, pipeline.pk, sessions["owner"])
+        await asyncio.sleep(0.2)
+        comment = await sync_to_async(comment_create)(
+            pipeline=pipeline, author=editor_user, body="Units of @viewer's input?", node_id="demo"
+        )
+        received = [json.loads(await asyncio.wait_for(feed.recv(), 2)) for feed in (viewer, owner)]
+        assert received == [{"type": "comment.changed", "comment": comment.pk}] * 2
+        await sync_to_async(comment_update)(comment=comment, user=editor_user, resolved=True)
+        for feed in (viewer, owner):
+            assert json.loads(await asyncio.wait_for(feed.recv(), 2))["comment"] == comment.pk
+        await viewer.send(json.dumps({"type": "comment.changed", "comment": 1}))  # ignored: read-only
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(owner.recv(), 0.5)
+        await viewer.close()
+        await owner.close()
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("who", ["stranger", "anonymous"])
+@pytest.mark.e2e
+def test_the_comment_feed_refuses_who_may_not_see_the_pipeline(room, who):
+    server, pipeline, sessions = room
+
+    async def scenario():
+        with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
+            await _comment_feed(server, pipeline.pk, sessions.get(who))
+        return refused.value.response.status_code
+
+    assert run(scenario()) == 403

@@ -105,3 +105,39 @@ def test_bad_input_is_a_400_naming_the_field(people, payload, field, message):
     response = clients["owner"].post(url(pipeline), payload, format="json")
     assert response.status_code == 400
     assert message in " ".join(response.json()["fields"][field])
+
+
+def test_mentioned_people_are_notified_in_the_portal_once_and_never_the_author(people):
+    from apps.feedback.models import Notification
+
+    pipeline, clients = people
+    thread = (
+        clients["viewer"]
+        .post(
+            url(pipeline),
+            {"body": "Is 5 days enough, @editor? (cc @viewer)", "node_id": "demo"},
+            format="json",
+        )
+        .json()
+    )
+    notes = list(Notification.objects.values_list("recipient__username", "message", "url"))
+    assert notes == [
+        (
+            "editor",
+            "viewer mentioned you on node demo of “SST”: Is 5 days enough, @editor? (cc @viewer)",
+            f"/pipelines/{pipeline.pk}/edit/?node=demo",
+        )
+    ]
+    # Editing the text notifies only who is newly mentioned.
+    clients["viewer"].patch(
+        url(pipeline, thread["id"]), {"body": "@editor and @owner: 5 days?"}, format="json"
+    )
+    assert sorted(Notification.objects.values_list("recipient__username", flat=True)) == ["editor", "owner"]
+
+    # The mentioned person sees it in their list (the bell), others do not.
+    def listed(name):
+        body = clients[name].get("/api/notifications/").json()
+        return [item["message"][:25] for item in (body["results"] if isinstance(body, dict) else body)]
+
+    assert listed("editor") == ["viewer mentioned you on n"]
+    assert listed("other") == []

@@ -153,3 +153,39 @@ def test_a_worker_retries_a_webdav_space_that_is_down_until_it_is_back(killable_
     ]
     assert any("attempt 1 failed" in m and "trying again in 1 s" in m for m in messages)
     assert any(m.startswith("delivered 10 files to drive:") for m in messages)
+
+
+def test_a_run_submitted_through_the_api_with_a_delivery_is_delivered(worker, api, user, tmp_path):
+    from apps.runs.models import Run
+
+    root = tmp_path / "space"
+    root.mkdir()
+    DataSpace.objects.create(name="api-results", title="API results", kind="local", owner=user,
+                             config={"root": str(root)})
+    pipeline_id = create_pipeline(api, delivering_document(), name="Via API")
+    # Refused before anything starts: a space the user may not write to, an escaping folder.
+    for body, field in (
+        ({"delivery": {"space": "data"}}, "space"),  # the portal's own store is read-only for users
+        ({"delivery": {"space": "api-results", "folder": "../up"}}, "folder"),
+        ({"delivery": {"folder": "x"}}, "space"),
+        ({"delivery": "api-results"}, None),
+    ):
+        answer = api.post(f"/api/pipelines/{pipeline_id}/runs/", body, format="json")
+        assert answer.status_code == 400, (body, answer.content)
+        assert "delivery" in answer.json()["fields"], answer.json()
+        if field:
+            assert field in json.dumps(answer.json()["fields"]["delivery"]), answer.json()
+    assert not Run.objects.filter(pipeline_id=pipeline_id).exists()
+
+    answer = api.post(f"/api/pipelines/{pipeline_id}/runs/",
+                      {"delivery": {"space": "api-results", "folder": "by-api"}}, format="json")
+    assert answer.status_code == 201, answer.content
+    run_id = answer.json()["id"]
+    [delivery] = Delivery.objects.filter(run_id=run_id)
+    wait_for_run(run_id, expect="succeeded")
+    delivery = wait_for_delivery(delivery.pk, "delivered")
+    folder = root / "by-api" / f"Via-API-run-{run_id}"
+    assert (folder / "deliverables/csv-table.csv").is_file()
+    assert (folder / "report/report.pdf").read_bytes().startswith(b"%PDF-")
+    assert api.get(f"/api/pipelines/{pipeline_id}/delivery-choice/").json()["choice"] == {
+        "space": "api-results", "folder": "by-api"}

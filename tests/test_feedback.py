@@ -266,3 +266,48 @@ def test_catalog_page_and_bell_show_feedback(access_world, db, client):
     other = client.get("/catalog/ocean.area_mean/").content.decode()
     assert "too smooth" not in other and "No feedback on this block yet" in other
     assert "unread" not in other
+
+
+# --- the Django admin ---------------------------------------------------------------------------------
+
+
+def test_the_admin_shows_feedback_with_its_history_read_only_and_scopes_notifications(
+    access_world, db, client
+):
+    from django.contrib.auth.models import Permission
+
+    assert give(access_world, "viewer").status_code == 201
+    feedback = Feedback.objects.get()
+    admin_user = type(access_world.users["owner"]).objects.create_superuser(
+        username="root", password="x" * 12
+    )
+    client.force_login(admin_user)
+    for path in (
+        "/admin/feedback/feedback/",
+        f"/admin/feedback/feedback/{feedback.pk}/change/",
+        "/admin/feedback/notification/",
+        "/admin/collab/comment/",
+        "/admin/workshops/workshop/",
+        "/admin/workshops/workshoprun/",
+    ):
+        assert client.get(path).status_code == 200, path
+    page = client.get(f"/admin/feedback/feedback/{feedback.pk}/change/").content.decode()
+    assert "looks right" in page and "revision" in page.lower()
+    assert client.get("/admin/feedback/feedback/add/").status_code == 403  # given by its author only
+
+    # Staff who are not superusers see only their own notifications.
+    staff = access_world.users["editor"]
+    staff.is_staff = True
+    staff.save()
+    staff.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_notification", "view_feedback"])
+    )
+    from apps.feedback.services import notify
+
+    notify(recipients=[staff], message="for the editor only")
+    client.force_login(staff)
+    listed = client.get("/admin/feedback/notification/").content.decode()
+    others = list(Notification.objects.exclude(recipient=staff).values_list("message", flat=True))
+    assert others and "for the editor only" in listed
+    assert not any(message[:40] in listed for message in others)
+    assert client.get("/admin/feedback/feedback/").status_code == 200  # the runs the editor may see

@@ -250,3 +250,64 @@ def assert_valid_workflow_run_crate(folder: Path) -> None:
     issues = [f"{issue.check.identifier}: {issue.message}" for issue in result.get_issues()]
     assert result.passed(), "\n".join(issues)
     assert not issues
+
+
+def _figure_artifact(run, node: str, figure) -> None:
+    """A figure output as a block writes it (the ``figure`` port type's own save), on a step of ``run``."""
+    import tempfile
+
+    from blocks.types import PORT_TYPES
+    from tests.support.delivery_runs import _artifact
+
+    figure_type = PORT_TYPES["figure"]
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"figure{figure_type.extension}"
+        figure_type.save(figure, path)
+        _artifact(run, run.steps.get(node_id=node), "figure", path.name, path.read_bytes(), "figure",
+                  figure_type.media_type)
+
+
+def _png_pixels(data_uri: str):
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    assert data_uri.startswith("data:image/png;base64,")
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(data_uri.split(",", 1)[1]))).convert("RGB"))
+
+
+def test_plotly_figures_are_drawn_as_pictures_in_the_html_and_the_pdf(finished_run):
+    import numpy as np
+    import plotly.graph_objects as go
+
+    from apps.delivery.report import report_data, report_html, report_pdf
+
+    series = go.Figure(go.Scatter(x=["2022-06-01", "2022-06-02", "2022-06-03"], y=[17.5, 18.0, 19.25],
+                                  mode="lines", name="sst"))
+    series.update_layout(title="SST at the site", yaxis_title="°C")
+    _figure_artifact(finished_run, "table", series)
+    field = go.Figure(go.Heatmap(z=np.arange(12.0).reshape(3, 4), x=[-6, -5, -4, -3], y=[43, 44, 45]))
+    field.add_trace(go.Sankey(node={"label": ["a", "b"]}, link={"source": [0], "target": [1], "value": [1]}))
+    _figure_artifact(finished_run, "picture", field)
+    only_sankey = go.Figure(go.Sankey(node={"label": ["a", "b"]}, link={"source": [0], "target": [1],
+                                                                         "value": [1]}))
+    _figure_artifact(finished_run, "subset", only_sankey)
+
+    data = report_data(finished_run)
+    figures = {f["node"]: f for f in data["figures"] if f["port"] == "figure"}
+    assert set(figures) == {"table", "picture", "subset"}
+    line, heat = (_png_pixels(figures[node]["data_uri"]) for node in ("table", "picture"))
+    assert line.shape[1] > 500 and len(np.unique(line.reshape(-1, 3), axis=0)) > 20  # a plot, not a blank
+    assert not np.array_equal(line[:100, :100], heat[:100, :100]) or line.shape != heat.shape
+    assert figures["table"]["redrawn"] and figures["table"]["title"] == "SST at the site"
+    assert figures["picture"]["not_drawn"] == ["sankey"]
+    assert figures["subset"]["data_uri"] is None and figures["subset"]["not_drawn"] == ["sankey"]
+
+    html = report_html(finished_run, data)
+    assert html.count('<img src="data:image/png;base64,') == 3  # the PNG output and two drawn figures
+    assert "static drawing of the interactive figure" in html and "not drawn here: sankey" in html
+    assert "sankey traces cannot be drawn here" in html
+    pdf = report_pdf(html)
+    assert pdf.count(b"/Subtype /Image") >= 3, pdf.count(b"/Subtype /Image")

@@ -22,11 +22,12 @@ OPTIONS = dialect.BatchOptions(workdir="/scratch/iliad", python="/opt/iliad/bin/
 def test_one_manifest_is_one_job_with_the_steps_resources():
     script = dialect.batch_script(name="iliad-hpc", manifests=["/scratch/iliad/m 1.json"],
                                   resources=Resources(cpus=4, memory_mb=8000, walltime_s=3601, gpus=1),
-                                  options=OPTIONS)
+                                  options=OPTIONS, log_dir="/scratch/iliad/jobs/t1")
     assert script.startswith("#!/bin/bash\n")
     for line in ("#SBATCH --partition=short", "#SBATCH --account=ocean-01", "#SBATCH --cpus-per-task=4",
                  "#SBATCH --mem=8000M", "#SBATCH --time=0-01:01:00", "#SBATCH --gres=gpu:1",
-                 "#SBATCH --output=/scratch/iliad/slurm-%j.out", "module load python/3.11",
+                 "#SBATCH --output=/scratch/iliad/jobs/t1/0/_slurm.out",
+                 "#SBATCH --error=/scratch/iliad/jobs/t1/0/_slurm.err", "module load python/3.11",
                  "MANIFESTS=('/scratch/iliad/m 1.json')",
                  'exec /opt/iliad/bin/python -m blocks.runner "$MANIFEST" --store-root /scratch/store'):
         assert line in script.splitlines(), line
@@ -35,9 +36,10 @@ def test_one_manifest_is_one_job_with_the_steps_resources():
 
 def test_several_manifests_are_one_job_array():
     script = dialect.batch_script(name="iliad-hpc", manifests=["a.json", "b.json", "c.json"],
-                                  resources=Resources(), options=OPTIONS)
+                                  resources=Resources(), options=OPTIONS, log_dir="/scratch/iliad/jobs/t2")
     assert "#SBATCH --array=0-2" in script.splitlines()
-    assert "#SBATCH --output=/scratch/iliad/slurm-%A_%a.out" in script.splitlines()
+    assert "#SBATCH --output=/scratch/iliad/jobs/t2/%a/_slurm.out" in script.splitlines()
+    assert "#SBATCH --error=/scratch/iliad/jobs/t2/%a/_slurm.err" in script.splitlines()
     assert "MANIFEST=${MANIFESTS[${SLURM_ARRAY_TASK_ID:-0}]}" in script
 
 
@@ -45,8 +47,28 @@ def test_several_manifests_are_one_job_array():
 def test_option_values_with_shell_syntax_are_refused(field):
     options = dialect.BatchOptions(workdir="/w", **{field: "debug\n#SBATCH --uid=0"})
     with pytest.raises(BackendError) as raised:
-        dialect.batch_script(name="x", manifests=["m.json"], resources=Resources(), options=options)
+        dialect.batch_script(name="x", manifests=["m.json"], resources=Resources(), options=options,
+                             log_dir="/w/jobs/t")
     assert raised.value.permanent and field in str(raised.value)
+
+
+def test_a_job_never_writes_its_output_where_it_was_submitted_from():
+    for manifests in (["a.json"], ["a.json", "b.json"]):
+        script = dialect.batch_script(name="x", manifests=manifests, resources=Resources(), options=OPTIONS,
+                                      log_dir="/scratch/iliad/jobs/t3")
+        lines = [line for line in script.splitlines() if line.startswith("#SBATCH")]
+        flags = [line.split()[1].split("=", 1)[0] for line in lines]
+        assert "--output" in flags and "--error" in flags and "--chdir" in flags
+        outputs = [line for line in lines if line.startswith(("#SBATCH --output", "#SBATCH --error"))]
+        assert all("=/scratch/iliad/jobs/t3/" in line for line in outputs), outputs
+
+
+def test_the_targets_time_limit_caps_what_a_job_asks_for():
+    options = dialect.BatchOptions(workdir="/w", max_walltime_s=60)
+    script = dialect.batch_script(name="x", manifests=["m.json"], resources=Resources(walltime_s=3600),
+                                  options=options, log_dir="/w/jobs/t")
+    assert "#SBATCH --time=0-00:01:00" in script.splitlines()
+    assert dialect.options_from({"workdir": "/w", "max_walltime_s": 600}).max_walltime_s == 600
 
 
 @pytest.mark.parametrize(("seconds", "expected"), [(1, "0-00:01:00"), (60, "0-00:01:00"), (61, "0-00:02:00"),
@@ -80,6 +102,10 @@ def test_scontrol_names_array_tasks_by_array_id():
     assert (state, reason, code) == ("FAILED", "NonZeroExitCode", "3:0")
     assert next(iter(dialect.parse_scontrol(captured("scontrol_timeout.txt")).values()))[0] == "TIMEOUT"
     assert next(iter(dialect.parse_scontrol(captured("scontrol_cancelled.txt")).values()))[0] == "CANCELLED"
+    state, reason, _ = dialect.parse_scontrol(captured("scontrol_out_of_memory.txt")).popitem()[1]
+    assert (state, reason) == ("OUT_OF_MEMORY", "OutOfMemory")  # cgroup memory limit (task/cgroup)
+    status = dialect.status_of(state, reason)
+    assert status.state is JobState.DIED and "OUT_OF_MEMORY" in status.reason and not status.retry
 
 
 def test_sacct_without_accounting_has_nothing_and_with_it_keeps_the_first_word():

@@ -68,16 +68,23 @@ def ssh_config(tmp_path: Path, cluster: Path, **extra) -> dict:
 
 
 def test_independent_steps_go_out_as_one_job_array_and_finish(cluster, tmp_path):
-    executor = SlurmExecutor(name="hpc", config=config(tmp_path))
+    executor = SlurmExecutor(name="hpc", config=config(tmp_path, steps_per_task=1))  # a task per step
     launches = [launch(tmp_path / "store", f"s{i}", params={"sleep_s": 0}) for i in range(3)]
     ids = executor.submit(launches)
     assert len({external.split("_")[0] for external in ids}) == 1 and ids[0].endswith("_0")
-    assert "job array" in executor.last_packing[0] and "3 tasks" in executor.last_packing[0]
+    packing = executor.last_packing[0]
+    assert packing["how"] == "array" and packing["job"] == ids[0].split("_")[0]
+    assert packing["message"].startswith(f"packed 3 steps into Slurm job array {packing['job']}")
     statuses = wait_for(executor, ids, {JobState.DONE, JobState.DIED})
     assert {status.state for status in statuses.values()} == {JobState.DONE}, statuses
     for step in ("s0", "s1", "s2"):
         result = ResultManifest.load(path_from_uri(f"store:runs/7/{step}/_result.json", tmp_path / "store"))
         assert result.ok
+    for step in ("s0", "s1", "s2"):  # Slurm wrote each task's output into its step's directory
+        out = tmp_path / "store" / "runs" / "7" / step / "_slurm.out"
+        assert '"kind": "result"' in out.read_text()
+        assert (out.parent / "_slurm.err").exists()
+    assert not list(Path.cwd().glob("slurm-*.out")) and not list(REPO.glob("slurm-*.out"))
     events, offset = executor.logs(ids[1])
     assert events[-1]["kind"] == "result" and events[-1]["ok"] is True
     assert executor.logs(ids[1], offset=offset) == ([], offset)  # nothing new after the offset
@@ -100,7 +107,7 @@ def test_a_job_that_dies_before_its_runner_is_died_with_the_reason(cluster, tmp_
     (external,) = executor.submit([launch(tmp_path / "store", "broken")])
     status = wait_for(executor, [external], {JobState.DONE, JobState.DIED})[external]
     assert status.state is JobState.DIED and "before the step's runner wrote a result" in status.reason
-    assert "/nonexistent/python3" in status.reason
+    assert "No such file or directory" in status.reason and "/nonexistent" not in status.reason  # scrubbed
 
 
 def test_an_unknown_partition_is_a_permanent_error(cluster, tmp_path):

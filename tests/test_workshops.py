@@ -255,3 +255,43 @@ def test_a_run_started_in_a_workshop_asks_its_participants_for_feedback_when_don
         time.sleep(0.2)
     asked = Notification.objects.filter(url=f"/runs/{run.pk}/#feedback")
     assert sorted(n.recipient.username for n in asked) == sorted([user.username, other_user.username])
+
+
+def test_the_api_lists_workshops_and_shows_runs_still_wanting_feedback(access_world, workshop):
+    from rest_framework.test import APIClient
+
+    workshop.project = access_world.project
+    workshop.save()
+    run = access_world.runs["run"]
+    WorkshopRun.objects.create(workshop=workshop, run=run, started_by=access_world.users["owner"])
+    private = access_world.runs["private_run"]  # the owner's alone: the others do not see it listed
+    WorkshopRun.objects.create(workshop=workshop, run=private, started_by=access_world.users["owner"])
+    decision_add(workshop=workshop, by=access_world.users["owner"], text="Keep 5 days")
+
+    def api(role, path):
+        client = APIClient()
+        client.force_authenticate(access_world.users[role])
+        return client.get(path)
+
+    listed = api("viewer", "/api/workshops/").json()
+    assert [(w["id"], w["title"], w["project"]) for w in listed] == [
+        (workshop.pk, workshop.title, "ocean-team")
+    ]
+    assert api("other", "/api/workshops/").json() == []
+    assert api("other", f"/api/workshops/{workshop.pk}/").status_code == 404
+
+    detail = api("viewer", f"/api/workshops/{workshop.pk}/").json()
+    assert detail["facilitating"] is False and detail["facilitator"] == "owner-user"
+    assert detail["current"]["title"] == "Review the alert" and detail["current"]["running"] is True
+    assert [item["title"] for item in detail["agenda"]] == ["Review the alert", "Decide thresholds"]
+    assert [p["id"] for p in detail["pipelines"]] == [access_world.pipelines["shared"].pk]
+    assert [(r["run"], r["feedback_wanted"]) for r in detail["runs"]] == [
+        (run.pk, run.state in ("succeeded", "failed", "cancelled"))
+    ]
+    assert detail["decisions"][0]["text"] == "Keep 5 days"
+    assert "viewer-user" in detail["participants"]
+    feedback_give(user=access_world.users["viewer"], run=run, rating=4, verdict="fit")
+    again = api("viewer", f"/api/workshops/{workshop.pk}/").json()["runs"]
+    assert [(r["feedback_given"], r["feedback_wanted"]) for r in again] == [(True, False)]
+    owner_runs = api("owner", f"/api/workshops/{workshop.pk}/").json()["runs"]
+    assert sorted(r["run"] for r in owner_runs) == sorted([run.pk, private.pk])

@@ -13,9 +13,11 @@ from __future__ import annotations
 import logging
 
 from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from pycrdt import Doc, YMessageType, YSyncMessageType, create_sync_message, handle_sync_message
 from pycrdt.websocket.django_channels_consumer import YjsConsumer
 
+from apps.collab.comments import comments_group
 from apps.collab.services import shared_document_append, shared_document_load
 from apps.pipelines.selectors import pipeline_get
 from apps.projects.access import can
@@ -174,3 +176,35 @@ class PipelineDocConsumer(YjsConsumer):
             finally:
                 self._relaying = False
         await self.send(bytes_data=message)
+
+
+class CommentEventsConsumer(AsyncJsonWebsocketConsumer):
+    """``/ws/collab/pipelines/<id>/comments``: ``{"type": "comment.changed", "comment": <id>}`` each
+    time a comment of the pipeline is added, edited, resolved or reopened (the editor then reloads
+    the comments through the API, which checks who asks). Only who may see the pipeline connects;
+    what clients send is ignored."""
+
+    async def connect(self) -> None:
+        self.group = None
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        pipeline_id = int(self.scope["url_route"]["kwargs"]["pipeline_id"])
+        pipeline = await database_sync_to_async(pipeline_get)(user=user, pipeline_id=pipeline_id)
+        if pipeline is None:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        self.group = comments_group(pipeline_id)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+
+    async def disconnect(self, code) -> None:
+        if self.group is not None:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive_json(self, content, **kwargs) -> None:
+        return  # a read-only feed
+
+    async def comment_changed(self, event) -> None:
+        await self.send_json({"type": "comment.changed", "comment": event["comment"]})

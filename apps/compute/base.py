@@ -49,6 +49,8 @@ class JobStatus:
     """For DIED/CANCELLED: the backend's words, shown to the user (e.g. "out of memory")."""
     retry: bool = False
     """For DIED: a new attempt may succeed (node failure, pre-emption, a lost worker)."""
+    log: tuple[str, ...] = ()
+    """For DIED: the last lines the job wrote to its standard error, for the step's log."""
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -89,8 +88,9 @@ def launcher_config() -> dict[str, Any]:
     """The fork server's configuration, from the settings (see the module docstring)."""
     uid = _id_from_env("ILIAD_ISOLATE_UID")
     if uid is not None and os.geteuid() == 0:
-        needed = [Path(settings.ILIAD_ARTIFACT_ROOT), Path(settings.ILIAD_DATA_DIR), Path(sys.prefix),
-                  Path(__file__).resolve().parents[2]]
+        # What the child opens after the fork: its inputs and outputs, the data space. The Python
+        # installation and the block library are already loaded by the preloading fork server.
+        needed = [Path(settings.ILIAD_ARTIFACT_ROOT), Path(settings.ILIAD_DATA_DIR)]
         hidden = [Path(settings.ILIAD_HOME), Path(settings.ILIAD_ARTIFACT_ROOT)]
         blocked = unreachable_path(uid, needed, hidden)
         if blocked is not None:

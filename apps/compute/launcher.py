@@ -541,6 +541,12 @@ class ForkServer:
                                                            message["signal"], message["reason"])
                     self._changed.notify_all()
 
+    def warm(self) -> None:
+        """Start the server now (it preloads the block library in the background), so that the
+        first step does not wait for it."""
+        with self._lock:
+            self._ensure()
+
     @property
     def server_pid(self) -> int | None:
         return self._process.pid if self._process is not None else None

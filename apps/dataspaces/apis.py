@@ -44,6 +44,27 @@ def get_usable_space(request, space_id: int) -> DataSpace:
     return space
 
 
+def _project(user, value, *, default_to_token: bool = False):
+    """The project named by ``value`` (slug or id) where ``user`` is an owner or editor, None for none;
+    a 400 naming ``project`` otherwise. With a token restricted to a project, no value means that
+    project when ``default_to_token`` (so a space registered with it is one the token reaches)."""
+    from apps.projects.models import Project
+    from apps.projects.services import ProjectInvalid, project_for_pipeline
+
+    restricted = getattr(user, "token_project_id", None)
+    if value in (None, "") and default_to_token and restricted is not None:
+        return Project.objects.get(pk=restricted)
+    try:
+        return project_for_pipeline(user=user, value=value)
+    except ProjectInvalid as error:
+        raise ValidationError({error.field: [error.message]}) from None
+
+
+def _check_project_access(access: str, project) -> None:
+    if access == DataSpace.Access.PROJECT and project is None:
+        raise ValidationError({"access": ["'project' needs the space to be in a project; give 'project'"]})
+
+
 def connector_failure(error: ConnectorError, field: str = "path") -> Exception:
     if isinstance(error, EntryNotFound):
         return NotFound(f"{field}: {error}")
@@ -72,8 +93,8 @@ class DataSpaceListApi(APIView):
         data = serializer.validated_data
         if DataSpace.objects.filter(name=data["name"]).exists():
             raise ValidationError({"name": f"a data space named {data['name']!r} exists already"})
-        if data["access"] == DataSpace.Access.PROJECT:
-            raise ValidationError({"access": "project spaces are set up by administrators for now"})
+        data["project"] = _project(request.user, data.get("project"), default_to_token=True)
+        _check_project_access(data["access"], data["project"])
         try:
             space = space_create(user=request.user, **data)
         except PermissionError as error:
@@ -98,12 +119,15 @@ class DataSpaceDetailApi(APIView):
     def patch(self, request, space_id: int):
         space = get_usable_space(request, space_id)
         if not spaces_changeable_by(user=request.user).filter(pk=space.pk).exists():
-            raise PermissionDenied("only the space's owner may change it")
+            raise PermissionDenied("only the space's owner or an owner of its project may change it")
         serializer = DataSpaceWriteSerializer(data=request.data, partial=True, context={"kind": space.kind})
         serializer.is_valid(raise_exception=True)
         fields = dict(serializer.validated_data)
         credentials = fields.pop("credentials", None)
         fields.pop("name", None)  # pipelines refer to it
+        if "project" in fields:
+            fields["project"] = _project(request.user, fields["project"])
+        _check_project_access(fields.get("access", space.access), fields.get("project", space.project))
         try:
             space = space_update(space=space, user=request.user, credentials=credentials, **fields)
         except PermissionError as error:
@@ -114,7 +138,7 @@ class DataSpaceDetailApi(APIView):
     def delete(self, request, space_id: int):
         space = get_usable_space(request, space_id)
         if not spaces_changeable_by(user=request.user).filter(pk=space.pk).exists():
-            raise PermissionDenied("only the space's owner may delete it")
+            raise PermissionDenied("only the space's owner or an owner of its project may delete it")
         space.delete()
         return Response(status=status.HTTP_204_NO_CONTENT)
 

@@ -38,7 +38,20 @@ class DataSpaceWriteSerializer(serializers.Serializer):
     title = serializers.CharField(max_length=200)
     description = serializers.CharField(required=False, allow_blank=True, default="")
     kind = serializers.ChoiceField(choices=DataSpace.Kind.choices)
-    access = serializers.ChoiceField(choices=DataSpace.Access.choices, default=DataSpace.Access.PRIVATE)
+    access = serializers.ChoiceField(
+        choices=DataSpace.Access.choices,
+        default=DataSpace.Access.PRIVATE,
+        help_text="private (you), project (the project's members: viewers read, editors and owners also "
+        "deliver into it) or public (administrators only).",
+    )
+    project = serializers.CharField(
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        max_length=50,
+        help_text="Slug or id of a project where you are an owner or editor; needed for access 'project'. "
+        "With an API token restricted to a project, that project (the default) and no other.",
+    )
     config = serializers.DictField(required=False, default=dict)
     credentials = serializers.DictField(
         child=serializers.CharField(allow_blank=True),

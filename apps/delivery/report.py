@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
@@ -20,9 +21,12 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from apps.delivery.diagram import pipeline_svg
+from apps.delivery.figures import figure_png
 from apps.runs.models import Artifact, Run, RunEvent, StepRun
-from blocks.manifest import ManifestError, path_from_uri
+from blocks.manifest import ManifestError
 
+logger = logging.getLogger(__name__)
+PLOTLY_MEDIA_TYPE = "application/vnd.plotly.v1+json"
 SOFTWARE = "Iliad Portal"
 LOG_LINES_SHOWN = 20
 FIGURE_MAX_BYTES = 5 * 1024 * 1024
@@ -32,11 +36,14 @@ SOURCE_CHECKSUM_MAX_BYTES = 2 * 1024**3
 
 def artifact_path(artifact: Artifact) -> Path | None:
     """The local file of an artifact in the artifact store, or None when it is gone or not local."""
+    from apps.runs.store import artifact_path as stored_path
+    from blocks.store import StoreError
+
     try:
-        path = path_from_uri(artifact.uri)
-    except (ManifestError, ValueError):
+        path = stored_path(artifact.uri)  # downloaded from the object store when only there
+    except (ManifestError, ValueError, StoreError):
         return None
-    return path if path.is_file() else None
+    return path if path is not None and path.is_file() else None
 
 
 def deliverable_artifacts(run: Run) -> list[Artifact]:
@@ -108,12 +115,30 @@ def _figure(artifact: Artifact) -> dict[str, Any]:
         "type": artifact.type,
         "media_type": artifact.media_type,
         "data_uri": None,
+        "redrawn": False,
+        "not_drawn": [],
+        "note": "",
     }
     path = artifact_path(artifact)
     if artifact.media_type in ("image/png", "image/jpeg", "image/svg+xml") and path is not None:
         if artifact.size <= FIGURE_MAX_BYTES:
             encoded = base64.b64encode(path.read_bytes()).decode("ascii")
             figure["data_uri"] = f"data:{artifact.media_type};base64,{encoded}"
+    elif artifact.media_type == PLOTLY_MEDIA_TYPE and path is not None:
+        if artifact.size > FIGURE_MAX_BYTES * 4:
+            figure["note"] = "too large to draw in the report"
+            return figure
+        try:
+            drawn = figure_png(path)
+        except (OSError, ValueError, TypeError, KeyError) as error:  # a figure the drawing does not know
+            logger.warning("figure %s of run %s not drawn: %s", artifact.pk, artifact.run_id, error)
+            figure["note"] = "could not be drawn in the report"
+            return figure
+        figure["not_drawn"] = drawn["not_drawn"]
+        figure["title"] = drawn["title"]
+        if drawn["png"] is not None:
+            figure["data_uri"] = "data:image/png;base64," + base64.b64encode(drawn["png"]).decode("ascii")
+            figure["redrawn"] = True
     return figure
 
 

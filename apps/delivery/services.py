@@ -481,6 +481,16 @@ def _failed(delivery: Delivery, message: str, *, permanent: bool) -> Outcome:
     return Outcome(delivery.state, retry_in)
 
 
+def delivery_target(*, user, space: str, folder: str = "") -> tuple[DataSpace, str]:
+    """The space named ``space`` that ``user`` may deliver to, and ``folder`` made safe, for a delivery
+    asked for with a run's submission (checked before the run is created). Raises DeliveryRejected
+    naming ``space`` or ``folder``."""
+    chosen = spaces_writable_by(user=user).filter(name=space).first()
+    if chosen is None:
+        raise DeliveryRejected(f"no data space {space!r} that you may deliver to", field="space")
+    return chosen, _clean_folder(chosen, folder)
+
+
 def delivery_choice_get(*, pipeline, user) -> PipelineDeliveryChoice | None:
     return PipelineDeliveryChoice.objects.select_related("space").filter(pipeline=pipeline, user=user).first()
 

@@ -9,6 +9,7 @@ the same step: only the call that claims the step runs it.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import traceback
@@ -16,15 +17,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from django.conf import settings
-from django.db import DatabaseError, OperationalError, connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from apps.runs import orchestration
+from apps.runs import store as artifact_store
 from apps.runs.events import NewEvent, StepEventSink, events_append
 from apps.runs.manifests import KnownArtifacts, step_manifest
 from apps.runs.models import Run, RunState, StepRun, StepState
-from apps.runs.orchestration import RUN_FIELDS_FOR_STEPS, step_finish
+from apps.runs.orchestration import RUN_FIELDS_FOR_STEPS, converted_row, model_columns, step_finish
 from apps.runs.transitions import state_event, step_transition
 from blocks.context import WalltimeExceeded
 from blocks.manifest import ResultManifest
@@ -63,6 +65,7 @@ def _claim(step_id: int, worker: str) -> StepRun | None:
     it was cancelled, or it belongs to a polled target's job)."""
     now = timezone.now()
     with transaction.atomic():
+        orchestration.step_commit_relaxed()
         # A held step is not claimed: a stray message for it must not overrun its user's cap. A
         # step whose worker field is set is under someone's claim (a polled target's job).
         claimed = step_transition(
@@ -90,11 +93,25 @@ def _claim(step_id: int, worker: str) -> StepRun | None:
 
 def _claimed_step(step_id: int) -> StepRun:
     """A claimed step with what running it needs of its run (see ``RUN_FIELDS_FOR_STEPS``)."""
-    return (
-        StepRun.objects.select_related("run")
-        .only(*STEP_FIELDS, *(f"run__{name}" for name in RUN_FIELDS_FOR_STEPS))
-        .get(pk=step_id)
+    step_columns = model_columns(StepRun, STEP_FIELDS)
+    run_columns = model_columns(Run, RUN_FIELDS_FOR_STEPS)
+    with connection.cursor() as cursor:  # hand-written: on the hot path of every step
+        cursor.execute(
+            f"SELECT {', '.join(f's.{column}' for column in step_columns)}, "  # noqa: S608
+            f"{', '.join(f'r.{column}' for column in run_columns)} "
+            f"FROM {StepRun._meta.db_table} s JOIN {Run._meta.db_table} r ON r.id = s.run_id WHERE s.id = %s",
+            [step_id],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise StepRun.DoesNotExist(f"step {step_id} does not exist")
+    step = StepRun.from_db(
+        connection.alias, step_columns, converted_row(StepRun, step_columns, row[: len(step_columns)])
     )
+    step.run = Run.from_db(
+        connection.alias, run_columns, converted_row(Run, run_columns, row[len(step_columns) :])
+    )
+    return step
 
 
 def _take_over_if_silent(step_id: int) -> bool:
@@ -194,40 +211,80 @@ def _heartbeat(step: StepRun, lost: threading.Event) -> Iterator[None]:
     """Refresh the claimed step's ``heartbeat_at`` every ``ILIAD_HEARTBEAT_S`` while the body runs;
     set ``lost`` when the step turns out to be no longer this worker's (taken back, cancelled).
 
-    A thread does it, so that a block computing for minutes without reporting progress still shows
-    that its worker is alive; it stops (and closes its database connection) when the body ends.
+    The process's heartbeat thread (``_Beater``) does it, so that a block computing for minutes
+    without reporting progress still shows that its worker is alive. One long-lived thread per
+    process beats for every step the process runs: starting and joining a thread per step cost a
+    chain of no-op steps more than its database work.
     """
-    stop = threading.Event()
-    thread = threading.Thread(
-        target=_send_heartbeats,
-        args=(step.pk, step.attempts, stop, lost),
-        name=f"step-heartbeat-{step.pk}",
-        daemon=True,
-    )
-    thread.start()
+    _beater.add(step.pk, step.attempts, lost)
     try:
         yield
     finally:
-        stop.set()
-        thread.join()
+        _beater.remove(step.pk)
 
 
-def _send_heartbeats(step_id: int, attempt: int, stop: threading.Event, lost: threading.Event) -> None:
-    try:
-        while not stop.wait(settings.ILIAD_HEARTBEAT_S):
-            try:
-                mine = StepRun.objects.filter(pk=step_id, state=StepState.RUNNING, attempts=attempt).update(
-                    heartbeat_at=timezone.now()
-                )
-            except DatabaseError:  # a missed beat is no harm; many in a row are what a lost worker is
-                logger.warning("could not refresh the heartbeat of step %s", step_id, exc_info=True)
-                connection.close()
+class _Beater:
+    """One daemon thread per process that refreshes the heartbeats of the claimed steps registered
+    with it, every ``ILIAD_HEARTBEAT_S`` (a step registered while no other is restarts the count:
+    it was just claimed; one registered next to others gets its first beat at their next round).
+    A step found no longer running under its claim has its ``lost`` event set and is dropped.
+    Started on first use, again in a forked child."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._steps: dict[int, tuple[int, threading.Event]] = {}
+        self._pid = 0
+        self._wake = threading.Event()
+
+    def add(self, step_id: int, attempt: int, lost: threading.Event) -> None:
+        with self._lock:
+            if self._pid != os.getpid():  # first use in this process (or a forked child)
+                self._pid = os.getpid()
+                self._steps = {}
+                self._wake = threading.Event()
+                threading.Thread(target=self._run, name="step-heartbeat", daemon=True).start()
+            if not self._steps:  # the only step: its first beat one interval from now (just claimed)
+                self._wake.set()
+            self._steps[step_id] = (attempt, lost)
+
+    def remove(self, step_id: int) -> None:
+        with self._lock:
+            self._steps.pop(step_id, None)
+
+    def _run(self) -> None:
+        while True:
+            if self._wake.wait(settings.ILIAD_HEARTBEAT_S):
+                self._wake.clear()
                 continue
-            if not mine:  # taken back as lost, or ended: nothing of ours left to keep alive
-                lost.set()
-                return
-    finally:
-        connection.close()
+            with self._lock:
+                steps = dict(self._steps)
+            if not steps:
+                continue
+            try:
+                self._beat(steps)
+            except Exception:  # a missed beat is no harm; many in a row are what a lost worker is
+                logger.warning("could not refresh the heartbeats of steps %s", sorted(steps), exc_info=True)
+            finally:
+                # One connection a round (every few seconds) rather than one held for the process's
+                # life: an idle worker holds none, and a test database can be dropped.
+                connection.close()
+
+    def _beat(self, steps: dict[int, tuple[int, threading.Event]]) -> None:
+        now = timezone.now()
+        for step_id, (attempt, lost) in steps.items():
+            mine = StepRun.objects.filter(pk=step_id, state=StepState.RUNNING, attempts=attempt).update(
+                heartbeat_at=now
+            )
+            if mine:
+                continue
+            with self._lock:  # taken back as lost, or ended: nothing of ours left to keep alive
+                current = self._steps.get(step_id)
+                if current is not None and current[0] == attempt:
+                    del self._steps[step_id]
+                    lost.set()
+
+
+_beater = _Beater()
 
 
 def step_execute(*, step_id: int, worker: str = "", local_steps: int | None = None) -> bool:
@@ -291,21 +348,26 @@ def _run_claimed(step: StepRun, known: KnownArtifacts) -> tuple[ResultManifest, 
     try:
         manifest = step_manifest(step, known)
         cancel_requested = _cancel_checker(step, lost)
-        with _heartbeat(step, lost):
+
+        def execute(store_root):  # inside artifact_store.around_step: inputs fetched, outputs shared
             if orchestration.target_isolates(step.target or step.run.target):
                 from apps.compute.isolation import run_isolated  # written with the isolation work
 
-                result = run_isolated(
-                    manifest, emit=emit, cancel_requested=cancel_requested, walltime_s=step.walltime_s
+                return run_isolated(
+                    manifest, emit=emit, cancel_requested=cancel_requested, walltime_s=step.walltime_s,
+                    store_root=store_root,
                 )
-            else:
-                result = run_step(
-                    manifest,
-                    emit=emit,
-                    cancel_requested=cancel_requested,
-                    data_dir=settings.ILIAD_DATA_DIR,
-                    artifact_root=settings.ILIAD_ARTIFACT_ROOT,
-                )
+            return run_step(
+                manifest,
+                emit=emit,
+                cancel_requested=cancel_requested,
+                data_dir=settings.ILIAD_DATA_DIR,
+                artifact_root=settings.ILIAD_ARTIFACT_ROOT,
+                store_root=store_root,
+            )
+
+        with _heartbeat(step, lost):
+            result = artifact_store.around_step(manifest, execute)
         if lost.is_set():
             raise StepTakenBack(f"step {step.pk} was taken from this worker")
     except StepTakenBack:

@@ -1,12 +1,13 @@
 """Run API: start a run of a pipeline, follow it, cancel it, read its events, download artifacts."""
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Prefetch
 from django.http import FileResponse, Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import APIException, PermissionDenied, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -14,6 +15,7 @@ from apps.pipelines.apis import REFUSED, get_visible_pipeline, invalid_response
 from apps.pipelines.serializers import PipelineInvalidSerializer
 from apps.pipelines.services import PipelineInvalid
 from apps.projects.access import can
+from apps.runs import store as artifact_store
 from apps.runs.models import Artifact, Run, RunState
 from apps.runs.selectors import EVENTS_PAGE_MAX, run_events, run_get, runs_visible_to
 from apps.runs.serializers import (
@@ -23,10 +25,16 @@ from apps.runs.serializers import (
     RunSerializer,
 )
 from apps.runs.services import RunRejected, run_cancel, run_rerun, run_retry, run_submit
-from blocks.manifest import ManifestError, path_from_uri
+from blocks.store import StoreError
 from blocks.types import PORT_TYPES
 from iliad_portal.api_pagination import StrictLimitOffsetPagination
 from iliad_portal.broker import require_broker
+
+
+class StoreUnavailable(APIException):
+    status_code = status.HTTP_502_BAD_GATEWAY
+    default_detail = "the artifact store did not answer; try again in a moment"
+    default_code = "artifact_store_unavailable"
 
 
 def get_visible_run(request, run_id: int) -> Run:
@@ -59,6 +67,32 @@ def _paginated_runs(request, view, queryset):
 STATE_PARAMETER = OpenApiParameter("state", str, enum=RunState.values, description="Only runs in this state.")
 
 
+def _delivery_target(user, value):
+    """(space, folder) of a run submission's ``delivery``, or None; a 400 naming the field."""
+    if not value:
+        return None
+    from apps.delivery.services import DeliveryRejected, delivery_target
+
+    try:
+        return delivery_target(user=user, space=value["space"], folder=value.get("folder", ""))
+    except DeliveryRejected as error:
+        raise ValidationError({"delivery": {error.field: [str(error)]}}) from None
+
+
+def _space_issues(pipeline, user, version: int | None) -> list[dict]:
+    """With an API token restricted to a project: issues of the version's ``space:`` parameters naming
+    spaces outside that project (the worker reads with the owner's rights, which the token narrows
+    only here). Otherwise none: the worker refuses spaces the owner may not read when the step runs.
+    An unknown version is left to ``run_submit``."""
+    from apps.dataspaces.selectors import space_reference_issues
+    from apps.pipelines.selectors import pipeline_version_get
+
+    if getattr(user, "token_project_id", None) is None:
+        return []
+    pipeline_version = pipeline_version_get(pipeline=pipeline, number=version)
+    return space_reference_issues(pipeline_version.document, user) if pipeline_version else []
+
+
 class PipelineRunsApi(APIView):
     pagination_class = StrictLimitOffsetPagination  # also documents limit and offset in the schema
 
@@ -79,15 +113,24 @@ class PipelineRunsApi(APIView):
         pipeline = get_visible_pipeline(request, pipeline_id, action="run")
         data = RunCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        delivery = _delivery_target(request.user, data.validated_data.get("delivery"))
+        refused = _space_issues(pipeline, request.user, data.validated_data.get("version"))
+        if refused:
+            return invalid_response(PipelineInvalid(refused))
         require_broker()  # 503 while the broker is down, rather than a run that waits for re-dispatch
         try:
-            run = run_submit(
-                pipeline=pipeline,
-                user=request.user,
-                version=data.validated_data.get("version"),
-                target=data.validated_data["target"] or None,
-                cache=data.validated_data["cache"],
-            )
+            with transaction.atomic():  # the run and its delivery together (tasks go out on commit)
+                run = run_submit(
+                    pipeline=pipeline,
+                    user=request.user,
+                    version=data.validated_data.get("version"),
+                    target=data.validated_data["target"] or None,
+                    cache=data.validated_data["cache"],
+                )
+                if delivery is not None:
+                    from apps.delivery.services import delivery_request
+
+                    delivery_request(run=run, user=request.user, space=delivery[0], folder=delivery[1])
         except PipelineInvalid as error:
             return invalid_response(error)
         except RunRejected as error:
@@ -158,6 +201,15 @@ class RunRerunApi(APIView):
         data = RunRerunSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         _runnable_pipeline_of(request, run, edit=bool(data.validated_data["params"]))
+        if getattr(request.user, "token_project_id", None) is not None:
+            from apps.dataspaces.selectors import space_reference_issues
+
+            changed = data.validated_data["params"]
+            nodes = [{**node, "params": {**(node.get("params") or {}), **changed.get(node.get("id"), {})}}
+                     for node in (run.snapshot.get("document") or {}).get("nodes") or []]
+            refused = space_reference_issues({"nodes": nodes}, request.user)
+            if refused:
+                return invalid_response(PipelineInvalid(refused))
         require_broker()
         try:
             new_run = run_rerun(
@@ -274,10 +326,11 @@ class ArtifactDownloadApi(APIView):
         if artifact is None:
             raise Http404("no such artifact in this run")
         try:
-            path = path_from_uri(artifact.uri).resolve()
-        except ManifestError:
-            raise Http404("artifact is not stored locally") from None
-        if not path.is_relative_to(settings.ILIAD_ARTIFACT_ROOT) or not path.is_file():
+            path = artifact_store.artifact_path(artifact.uri)  # from the object store if only there
+        except StoreError:
+            raise StoreUnavailable() from None
+        path = path.resolve() if path is not None else None
+        if path is None or not path.is_relative_to(settings.ILIAD_ARTIFACT_ROOT) or not path.is_file():
             raise Http404("artifact file is missing")
         media_type = artifact.media_type.split(";", 1)[0].strip().lower() or "application/octet-stream"
         is_html = media_type == HTML_MEDIA_TYPE

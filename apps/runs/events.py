@@ -59,6 +59,9 @@ def events_append(*, run_id: int, events: Iterable[NewEvent]) -> list[RunEvent]:
     events = list(events)
     if not events:
         return []
+    now = timezone.now()
+    if connection.vendor == "postgresql":
+        return _append_postgresql(run_id, events, now)
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {Run._meta.db_table} SET last_event_seq = last_event_seq + %s "  # noqa: S608
@@ -67,7 +70,6 @@ def events_append(*, run_id: int, events: Iterable[NewEvent]) -> list[RunEvent]:
         )
         last_seq = cursor.fetchone()[0]
     first_seq = last_seq - len(events) + 1
-    now = timezone.now()
     rows = [
         RunEvent(
             run_id=run_id, seq=first_seq + offset, kind=kind, node_id=node_id, payload=payload, created_at=now
@@ -78,6 +80,111 @@ def events_append(*, run_id: int, events: Iterable[NewEvent]) -> list[RunEvent]:
     payloads = [row.as_dict() for row in rows]
     transaction.on_commit(lambda: _push(run_id, payloads))
     return rows
+
+
+def _append_postgresql(run_id: int, events: list[NewEvent], now) -> list[RunEvent]:
+    """``events_append`` in one round trip: the run row's sequence UPDATE and the INSERT of the
+    events as one statement (data-modifying common table expressions)."""
+    payload_field = RunEvent._meta.get_field("payload")
+    created_at = connection.ops.adapt_datetimefield_value(now)
+    values, params = [], [len(events), run_id, run_id, len(events)]
+    for offset, (kind, node_id, payload) in enumerate(events, start=1):
+        values.append("(%s, %s, %s, %s::jsonb)")
+        params += [offset, kind, node_id, payload_field.get_db_prep_value(payload, connection)]
+    params.append(created_at)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH run AS (UPDATE {Run._meta.db_table} SET last_event_seq = last_event_seq + %s "  # noqa: S608
+            "WHERE id = %s RETURNING last_event_seq), "
+            f"added AS (INSERT INTO {RunEvent._meta.db_table} "
+            "(run_id, seq, kind, node_id, payload, created_at) "
+            "SELECT %s, run.last_event_seq - %s + new.pos, new.kind, new.node_id, new.payload, %s "
+            f"FROM run, (VALUES {', '.join(values)}) AS new (pos, kind, node_id, payload)) "
+            "SELECT last_event_seq FROM run",
+            params[:4] + params[-1:] + params[4:-1],
+        )
+        last_seq = cursor.fetchone()[0]
+    first_seq = last_seq - len(events) + 1
+    rows = [
+        RunEvent(
+            run_id=run_id, seq=first_seq + offset, kind=kind, node_id=node_id, payload=payload, created_at=now
+        )
+        for offset, (kind, node_id, payload) in enumerate(events)
+    ]
+    payloads = [row.as_dict() for row in rows]
+    transaction.on_commit(lambda: _push(run_id, payloads))
+    return rows
+
+
+def claiming_append_sql(
+    *,
+    run_id: int,
+    events: list[NewEvent],
+    claim: tuple[str, list[Any]],
+    claimed_events: list[tuple[str, dict[str, Any]]],
+    now,
+) -> tuple[str, list[Any]]:
+    """PostgreSQL: one statement that runs ``claim`` (an ``UPDATE … RETURNING id, node_id`` of at
+    most one step) and appends ``events`` followed, when it claimed a step, by ``claimed_events``
+    ((kind, payload) about that step's node) to the run's log. Its one row: the claimed step's id
+    and node id (NULL, NULL when none) and the run's last event sequence number after it; hand
+    them to ``claiming_appended``."""
+    payload_field = RunEvent._meta.get_field("payload")
+    fixed, fixed_params = [], []
+    for position, (kind, node_id, payload) in enumerate(events, start=1):
+        fixed.append("(%s, %s, %s, %s::jsonb)")
+        fixed_params += [position, kind, node_id, payload_field.get_db_prep_value(payload, connection)]
+    extra, extra_params = [], []
+    for position, (kind, payload) in enumerate(claimed_events, start=len(events) + 1):
+        extra.append("(%s, %s, %s::jsonb)")
+        extra_params += [position, kind, payload_field.get_db_prep_value(payload, connection)]
+    new = (
+        "SELECT v.pos, v.kind, v.node_id, v.payload "
+        f"FROM (VALUES {', '.join(fixed)}) AS v (pos, kind, node_id, payload)"
+    )
+    if extra:
+        new += (
+            " UNION ALL SELECT t.pos, t.kind, kept.node_id, t.payload "
+            f"FROM kept, (VALUES {', '.join(extra)}) AS t (pos, kind, payload)"
+        )
+    sql = (
+        f"WITH kept AS ({claim[0]}), new AS ({new}), "
+        f"run AS (UPDATE {Run._meta.db_table} "  # noqa: S608
+        "SET last_event_seq = last_event_seq + (SELECT count(*) FROM new) "
+        "WHERE id = %s RETURNING last_event_seq), "
+        f"added AS (INSERT INTO {RunEvent._meta.db_table} (run_id, seq, kind, node_id, payload, created_at) "
+        "SELECT %s, run.last_event_seq - (SELECT count(*) FROM new) + new.pos, new.kind, new.node_id, "
+        "new.payload, %s FROM run, new) "
+        "SELECT kept.id, kept.node_id, run.last_event_seq FROM run LEFT JOIN kept ON true"
+    )
+    created_at = connection.ops.adapt_datetimefield_value(now)
+    params = [*claim[1], *fixed_params, *extra_params, run_id, run_id, created_at]
+    return sql, params
+
+
+def claiming_appended(
+    *,
+    run_id: int,
+    events: list[NewEvent],
+    claimed_events: list[tuple[str, dict[str, Any]]],
+    claimed_node: str | None,
+    last_seq: int,
+    now,
+) -> list[NewEvent]:
+    """After ``claiming_append_sql`` ran (and the step it finished was found still claimed): the
+    events it wrote, which are pushed to live listeners after commit."""
+    written = list(events)
+    if claimed_node is not None:
+        written += [(kind, claimed_node, payload) for kind, payload in claimed_events]
+    first_seq = last_seq - len(written) + 1
+    payloads = [
+        RunEvent(
+            run_id=run_id, seq=first_seq + offset, kind=kind, node_id=node_id, payload=payload, created_at=now
+        ).as_dict()
+        for offset, (kind, node_id, payload) in enumerate(written)
+    ]
+    transaction.on_commit(lambda: _push(run_id, payloads))
+    return written
 
 
 class _Pusher:

@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 from django.conf import settings
 
+from apps.runs import store as artifact_store
 from apps.runs.models import Artifact, Run, StepRun
 from blocks.manifest import InputRef, StepManifest, uri_from_path
 from blocks.runner import with_defaults
@@ -107,7 +108,7 @@ def step_manifest(step: StepRun, known: KnownArtifacts | None = None) -> StepMan
         block_version=step.block_version,
         params=step.params,
         inputs=inputs,
-        output_dir=uri_from_path(step_output_dir(step)),
+        output_dir=artifact_store.output_uri(step_output_dir(step)),
     )
 
 
@@ -148,3 +149,34 @@ def step_manifest_write(step: StepRun, *, resources: Mapping[str, int]) -> Manif
     partial.write_text(json.dumps(manifest.to_dict()))
     os.replace(partial, files.manifest)
     return files
+
+
+CHAIN_TEMPLATE_FILE = "_chain_template.json"
+
+
+def chain_template_write(step: StepRun, *, resources: Mapping[str, int]) -> Path:
+    """Write the manifest of a pending step's first attempt without its inputs, for a polled target
+    that runs a chain of steps in one job (``blocks.chain`` fills the inputs in from the result of
+    the step before it on the cluster). Returns the template's path."""
+    output_dir = step_output_dir(step)  # a pending step's first attempt writes here too
+    output_dir.mkdir(parents=True, exist_ok=True)
+    from blocks.manifest import StepResources
+
+    manifest = StepManifest(
+        run_id=str(step.run_id),
+        step_id=step.node_id,
+        block_id=step.block_id,
+        block_version=step.block_version,
+        params=step.params,
+        inputs={},
+        output_dir=uri_from_path(output_dir),
+        attempt=1,
+        resources=StepResources(**resources),
+        events=uri_from_path(output_dir / EVENTS_FILE),
+        result=uri_from_path(output_dir / RESULT_FILE),
+    )
+    path = output_dir / CHAIN_TEMPLATE_FILE
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(manifest.to_dict()))
+    os.replace(partial, path)
+    return path

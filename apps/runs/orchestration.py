@@ -15,12 +15,13 @@ target is a Celery queue called ``celery`` (a fresh installation).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from itertools import zip_longest
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -36,12 +37,19 @@ from apps.compute.registry import executor_for
 from apps.pipelines.models import Pipeline
 from apps.pipelines.selectors import pipeline_version_get
 from apps.pipelines.services import PipelineInvalid, pipeline_document_issues, pipeline_update
-from apps.runs.events import NewEvent, events_append
-from apps.runs.manifests import run_graph, step_manifest_write
-from apps.runs.models import RUN_FINISHED, Artifact, Run, RunState, StepRun, StepState
+from apps.runs.events import NewEvent, claiming_append_sql, claiming_appended, events_append
+from apps.runs.manifests import chain_template_write, run_graph, step_manifest_write
+from apps.runs.models import RUN_FINISHED, Artifact, Run, RunEvent, RunState, StepRun, StepState
 from apps.runs.signals import run_finished
 from apps.runs.step_cache import CachedResult, record_reused, results_on_disk, reuse_cached
-from apps.runs.transitions import ACTIVE_STEP_STATES, LAUNCHED_STEP_STATES, state_event, step_transition
+from apps.runs.transitions import (
+    ACTIVE_STEP_STATES,
+    LAUNCHED_STEP_STATES,
+    TRANSITIONS,
+    state_event,
+    step_transition,
+    transition_sql,
+)
 from blocks.manifest import ResultManifest, uri_from_path
 from engine import PipelineGraph, parse_document
 
@@ -61,6 +69,119 @@ DISPATCHED_STATES = (StepState.QUEUED, *LAUNCHED_STEP_STATES)
 
 class RunRejected(Exception):
     """A run cannot be created or changed as asked; the message says why."""
+
+
+def _relax_commit_sql() -> str:
+    """``SET LOCAL synchronous_commit = off; `` for a transaction that claims or finishes steps on
+    PostgreSQL, unless ``ILIAD_SYNCHRONOUS_STEP_COMMIT`` (see the setting for what that risks);
+    else ""."""
+    if connection.vendor == "postgresql" and not settings.ILIAD_SYNCHRONOUS_STEP_COMMIT:
+        return "SET LOCAL synchronous_commit = off; "
+    return ""
+
+
+def step_commit_relaxed() -> None:
+    """In a transaction that claims or finishes steps: on PostgreSQL, commit it without waiting for
+    the WAL flush, unless ``ILIAD_SYNCHRONOUS_STEP_COMMIT``."""
+    sql = _relax_commit_sql()
+    if sql:
+        with connection.cursor() as cursor:
+            cursor.execute(sql)
+
+
+def run_locked(run_id: int, *, relax_commit: bool = False) -> Run:
+    """The run's row with ``RUN_FIELDS_FOR_STEPS``, locked until the transaction ends (``SELECT … FOR
+    UPDATE`` where the database has it; SQLite's IMMEDIATE transactions let one writer in anyway).
+    With ``relax_commit``, also ``step_commit_relaxed`` in the same round trip. Hand-written: it is
+    on the hot path of every step. Raises Run.DoesNotExist."""
+    columns = model_columns(Run, RUN_FIELDS_FOR_STEPS)
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    relax = _relax_commit_sql() if relax_commit else ""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"{relax}SELECT {', '.join(columns)} FROM {Run._meta.db_table} WHERE id = %s{lock}",  # noqa: S608
+            [run_id],
+        )
+        if relax:  # the SET's result first (PostgreSQL's client-side binding runs both in one go)
+            cursor.nextset()
+        row = cursor.fetchone()
+    if row is None:
+        raise Run.DoesNotExist(f"run {run_id} does not exist")
+    return Run.from_db(connection.alias, columns, converted_row(Run, columns, row))
+
+
+def model_columns(model, names) -> list[str]:
+    """The columns of these fields of ``model`` in the model's field order: the order
+    ``Model.from_db`` takes values in."""
+    wanted = {model._meta.get_field(name).column for name in names}
+    return [field.column for field in model._meta.concrete_fields if field.column in wanted]
+
+
+_converters: dict[tuple[Any, tuple[str, ...], str], list[tuple[int, list, Any]]] = {}
+
+
+def converted_row(model, columns: list[str], row) -> list[Any]:
+    """A raw row's values as the ORM would give them (e.g. SQLite's datetimes and booleans, JSON)."""
+    key = (model, tuple(columns), connection.vendor)
+    found = _converters.get(key)
+    if found is None:
+        fields = {field.column: field for field in model._meta.concrete_fields}
+        found = []
+        for index, column in enumerate(columns):
+            col = fields[column].get_col(model._meta.db_table)
+            functions = connection.ops.get_db_converters(col) + col.get_db_converters(connection)
+            if functions:
+                found.append((index, functions, col))
+        _converters[key] = found
+    values = list(row)
+    for index, functions, col in found:
+        for function in functions:
+            values[index] = function(values[index], col, connection)
+    return values
+
+
+def _artifacts_sql(run_id: int, step_id: int, records) -> tuple[str, list[Any]]:
+    """The INSERT of a step's artifact rows (``blocks.manifest`` records), one statement."""
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    sql = (
+        f"INSERT INTO {Artifact._meta.db_table} (run_id, step_id, port, uri, type, media_type, sha256, "  # noqa: S608
+        f"size, created_at) VALUES {', '.join(['(%s, %s, %s, %s, %s, %s, %s, %s, %s)'] * len(records))}"
+    )
+    params = [
+        value
+        for record in records
+        for value in (
+            run_id, step_id, record.port, record.uri, record.type, record.media_type, record.sha256,
+            record.size, now,
+        )
+    ]  # fmt: skip
+    return sql, params
+
+
+def _record_finished(step: StepRun, source: tuple[str, ...], state: str, now, result: ResultManifest) -> bool:
+    """The fenced transition of a claimed step to its finished ``state`` and its artifact rows; False
+    (and nothing written) when the step is no longer in ``source`` under its claim. On PostgreSQL,
+    one round trip for both (an INSERT whose UPDATE changed nothing is rolled back with the
+    transaction)."""
+    records = list(result.artifacts)
+    claim = {"source": source, "attempt": step.attempts}
+    changes = {"finished_at": now, "error": result.error}
+    postgresql = connection.vendor == "postgresql"
+    update = transition_sql(step.pk, **claim, to=state, **changes) if postgresql and records else None
+    if update is None:
+        if not step_transition(step.pk, **claim, to=state, **changes):
+            return False
+        if records:
+            with connection.cursor() as cursor:
+                cursor.execute(*_artifacts_sql(step.run_id, step.pk, records))
+        return True
+    insert, params = _artifacts_sql(step.run_id, step.pk, records)
+    with connection.cursor() as cursor:
+        cursor.execute(f"{update[0]}; {insert}", [*update[1], *params])
+        if cursor.rowcount:
+            return True
+    transaction.set_rollback(True)
+    return False
 
 
 # --- compute targets ------------------------------------------------------------------------------
@@ -83,8 +204,36 @@ def _target_row(name: str):
     return row
 
 
+_own_scheduled: list[tuple[float, frozenset[str]]] = []
+
+
+def own_scheduled_targets() -> frozenset[str]:
+    """Names of the targets whose executor class says ``own_scheduler`` (a Slurm cluster shares
+    itself between users): their steps are dispatched as they become ready, never held under
+    ``ILIAD_FAIR_STEPS_PER_USER``, and do not count against it. Remembered for a few seconds."""
+    now = time.monotonic()
+    if _own_scheduled and now - _own_scheduled[0][0] < _TARGET_TTL_S:
+        return _own_scheduled[0][1]
+    from django.utils.module_loading import import_string
+
+    from apps.compute.models import ComputeTarget
+    from apps.compute.registry import kinds
+
+    known = kinds()
+    names = set()
+    for name, kind in ComputeTarget.objects.values_list("name", "kind"):
+        try:
+            if kind in known and getattr(import_string(known[kind]), "own_scheduler", False):
+                names.add(name)
+        except ImportError:
+            continue
+    _own_scheduled[:] = [(now, frozenset(names))]
+    return _own_scheduled[0][1]
+
+
 def _forget_targets(**_kwargs) -> None:
     _targets.clear()
+    _own_scheduled.clear()
 
 
 post_save.connect(_forget_targets, sender="compute.ComputeTarget", dispatch_uid="runs-forget-target-saved")
@@ -135,7 +284,12 @@ def target_check(*, name: str, user, where: str = "target") -> None:
 
 
 def queue_steps(
-    run: Run, steps: dict[str, int], *, keep_for: str | None = None, keep_target: str = ""
+    run: Run,
+    steps: dict[str, int],
+    *,
+    keep_for: str | None = None,
+    keep_target: str = "",
+    claimed: int | None = None,
 ) -> tuple[list[NewEvent], int | None]:
     """Move pending steps (node id → step id) to queued and dispatch them after commit, each to its
     target. With ``keep_for`` (a worker's name), the first of them is instead claimed for that
@@ -145,6 +299,9 @@ def queue_steps(
     Claiming the kept step here instead of in a transaction of its own saves a commit (a WAL flush
     on PostgreSQL) per step of a chain. If the worker dies before running it, the step is running
     without heartbeats and the reconciler takes it back.
+
+    ``claimed`` is the id of the step to keep when the caller has already claimed it so (in the
+    statements that finished the previous step, see ``step_finish``).
 
     Callers hold the run's lock and have just read these steps as pending.
     """
@@ -158,7 +315,7 @@ def queue_steps(
     if keep_for is not None and targets[step_ids[0]] == (keep_target or run.target):
         kept = step_ids.pop(0)
     events: list[NewEvent] = []
-    if kept is not None:  # takes the slot of the step that just ended: no fair-share count needed
+    if kept is not None and kept != claimed:  # takes the ended step's slot: no fair-share count needed
         step_transition(
             kept,
             source=StepState.PENDING,
@@ -171,8 +328,17 @@ def queue_steps(
             worker=keep_for[:200],
         )
     if step_ids and settings.ILIAD_FAIR_STEPS_PER_USER:
-        # Held (not dispatched) until the caller's release_held finds room under the user's cap.
-        step_transition(step_ids, source=StepState.PENDING, to=StepState.QUEUED, queued_at=now)
+        # Held (not dispatched) until the caller's release_held finds room under the user's cap;
+        # except on targets that share themselves between users (a Slurm cluster's fair share).
+        own = own_scheduled_targets()
+        free = [step_id for step_id in step_ids if targets[step_id] in own] if own else []
+        held_ids = [step_id for step_id in step_ids if step_id not in free] if free else step_ids
+        step_transition(held_ids, source=StepState.PENDING, to=StepState.QUEUED, queued_at=now)
+        if free:
+            step_transition(
+                free, source=StepState.PENDING, to=StepState.QUEUED, queued_at=now, dispatched_at=now
+            )
+            _dispatch_on_commit([(step_id, targets[step_id]) for step_id in free])
     elif step_ids:
         step_transition(
             step_ids, source=StepState.PENDING, to=StepState.QUEUED, queued_at=now, dispatched_at=now
@@ -249,7 +415,9 @@ def release_held(owner_id: int) -> int:
         cap
         - StepRun.objects.filter(
             run__owner_id=owner_id, state__in=DISPATCHED_STATES, dispatched_at__isnull=False
-        ).count()
+        )
+        .exclude(target__in=own_scheduled_targets())
+        .count()
     )
     if room <= 0:
         return 0
@@ -289,11 +457,11 @@ def _mark_dispatched(steps: list[tuple[int, str]]) -> int:
 def others_waiting(owner_id: int) -> bool:
     """Whether another user's step waits at the broker for a worker. (A user's held steps need not
     be asked about: they are held because that user's cap is full of steps at the broker or running.)"""
-    return (
-        StepRun.objects.filter(state__in=(StepState.QUEUED, StepState.SUBMITTED), dispatched_at__isnull=False)
-        .exclude(run__owner_id=owner_id)
-        .exists()
-    )
+    waiting = StepRun.objects.filter(
+        state__in=(StepState.QUEUED, StepState.SUBMITTED), dispatched_at__isnull=False
+    ).exclude(run__owner_id=owner_id)
+    own = own_scheduled_targets()  # steps waiting at a cluster's own queue wait for no worker here
+    return (waiting.exclude(target__in=own) if own else waiting).exists()
 
 
 def steps_dispatch_held() -> int:
@@ -318,6 +486,7 @@ def steps_dispatch_held() -> int:
                     state__in=DISPATCHED_STATES,
                     dispatched_at__isnull=False,
                 )
+                .exclude(target__in=own_scheduled_targets())
                 .values("run__owner_id")
                 .annotate(steps=Count("id"))
                 .values_list("run__owner_id", "steps")
@@ -395,17 +564,26 @@ def _route(step_ids: list[int], target: str, executor) -> tuple[str, Any]:
 
 
 def _send_celery(step_ids: list[int], *, queue: str) -> None:
-    """Today's path: one ``runs.execute_step`` message per step on the Celery queue ``queue``."""
+    """Today's path: one ``runs.execute_step`` message per step on the Celery queue ``queue``, all
+    through one producer (one broker connection for the batch)."""
     from celery import current_app
 
     sent: dict[int, str] = {}
-    for step_id in step_ids:
-        try:
-            sent[step_id] = current_app.send_task(EXECUTE_STEP_TASK, args=[step_id], queue=queue).id
-        except Exception:
-            logger.exception(
-                "could not dispatch step %s to %s; it stays queued for re-dispatch", step_id, queue
-            )
+    try:
+        with current_app.producer_or_acquire() as producer:
+            for step_id in step_ids:
+                try:
+                    sent[step_id] = current_app.send_task(
+                        EXECUTE_STEP_TASK, args=[step_id], queue=queue, producer=producer
+                    ).id
+                except Exception:
+                    logger.exception(
+                        "could not dispatch step %s to %s; it stays queued for re-dispatch", step_id, queue
+                    )
+    except Exception:  # no producer (broker unreachable): they all stay queued
+        logger.exception(
+            "could not dispatch steps %s to %s; they stay queued for re-dispatch", step_ids, queue
+        )
     if sent:
         _mark_submitted(sent, source=StepState.QUEUED)
 
@@ -451,16 +629,21 @@ def _launch_polled(executor, step_ids: list[int], *, target: str) -> None:
     if not steps:
         return
     launches = []
+    chain_max = int(getattr(executor, "chain_max_steps", 0) or 0)
     for step in steps:
         resources = _step_resources(step)
         files = step_manifest_write(step, resources=dataclasses.asdict(resources))
+        options: dict[str, Any] = {"owner": step.run.owner_id}
+        if chain_max and step.attempts == 1:
+            # Asked for only if the executor packs this step with the ones after it.
+            options["chain"] = functools.partial(_chain_after, step, target=target, limit=chain_max)
         launches.append(
             Launch(
                 step_id=step.pk,
                 attempt=step.attempts,
                 manifest_uri=uri_from_path(files.manifest),
                 resources=resources,
-                options={"owner": step.run.owner_id},
+                options=options,
             )
         )
     try:
@@ -481,6 +664,77 @@ def _launch_polled(executor, step_ids: list[int], *, target: str) -> None:
         StepRun.objects.filter(pk=step.pk, state=StepState.SUBMITTED, attempts=step.attempts).update(
             external_id=external_id, launch_attempts=0, launch_after=None
         )
+    _log_packing(executor, steps)
+
+
+def _log_packing(executor, steps: list[StepRun]) -> None:
+    """Write how a polled executor grouped a submission (``last_packing``: a Slurm job array, one
+    job for a chain) to the events of the runs concerned, one line per job and run."""
+    packing = getattr(executor, "last_packing", None) or ()
+    by_step = {step.pk: step for step in steps}
+    for job in packing:
+        runs: dict[int, list[str]] = {}
+        for step_id in job.get("steps", ()):
+            if step_id in by_step:
+                runs.setdefault(by_step[step_id].run_id, []).append(by_step[step_id].node_id)
+        for run_id, nodes in runs.items():
+            node = nodes[0] if len(nodes) == 1 else ""
+            events_append(
+                run_id=run_id,
+                events=[(RunEvent.Kind.LOG, node, {"level": "info", "message": job["message"]})],
+            )
+
+
+def _chain_after(step: StepRun, *, target: str, limit: int) -> list[dict[str, Any]]:
+    """The line of pending steps after ``step`` that a polled target may run in the same job (its
+    ``chain_max_steps``): each the only downstream step of the one before, with that one as its only
+    upstream, on the same target. Writes each one's manifest template (``chain_template_write``) and
+    returns ``{"step_id", "node_id", "template", "dir", "inputs", "resources"}`` each, in order; the
+    executor decides how many it packs. Their own launch later finds them running in that job."""
+    run = step.run
+    graph = run_graph(run)
+    named = _node_targets(run)
+    line: list[str] = []
+    current = step.node_id
+    while len(line) < limit:
+        downstream = graph.downstream(current)
+        if len(downstream) != 1:
+            break
+        (following,) = downstream
+        if graph.upstream(following) != {current} or named.get(following, run.target) != target:
+            break
+        line.append(following)
+        current = following
+    if not line:
+        return []
+    rows = {
+        row.node_id: row
+        for row in StepRun.objects.filter(run_id=run.pk, node_id__in=line, state=StepState.PENDING)
+    }
+    snapshot_blocks = Run.objects.values_list("snapshot", flat=True).get(pk=run.pk)["blocks"]
+    chain = []
+    for node_id in line:
+        row = rows.get(node_id)
+        if row is None:
+            break
+        row.run = run
+        hints = snapshot_blocks[f"{row.block_id}@{row.block_version}"].get("resources") or {}
+        resources = Resources(
+            cpus=int(hints.get("cpus", 1)),
+            memory_mb=int(hints.get("memory_mb", 1024)),
+            walltime_s=row.walltime_s,
+            gpus=int(hints.get("gpus", 0)),
+        )
+        template = chain_template_write(row, resources=dataclasses.asdict(resources))
+        chain.append({
+            "step_id": row.pk,
+            "node_id": node_id,
+            "template": str(template),
+            "dir": str(template.parent),
+            "inputs": {edge.target_port: edge.source_port for edge in graph.incoming(node_id)},
+            "resources": dataclasses.asdict(resources),
+        })
+    return chain
 
 
 def _step_resources(step: StepRun) -> Resources:
@@ -668,7 +922,6 @@ def step_finish(
     polled job) under the same claim: a worker whose step was taken back as lost, or failed for
     overrunning its walltime, does not record anything.
     """
-    run = Run.objects.select_for_update().only(*RUN_FIELDS_FOR_STEPS).get(pk=step.run_id)
     if result.ok:
         state = StepState.SUCCEEDED
     elif (result.error or {}).get("type") == "cancelled":
@@ -676,29 +929,149 @@ def step_finish(
     else:
         state = StepState.FAILED
     now = timezone.now()
-    changed = step_transition(
-        step.pk, source=source, to=state, attempt=step.attempts, finished_at=now, error=result.error
-    )
-    if not changed:
-        return None
-    Artifact.objects.bulk_create(
-        Artifact(
-            run=run,
-            step_id=step.pk,
-            port=record.port,
-            uri=record.uri,
-            type=record.type,
-            media_type=record.media_type,
-            sha256=record.sha256,
-            size=record.size,
-        )
-        for record in result.artifacts
-    )
     extra = {"duration_s": result.duration_s}
     if result.error:
         extra["error"] = {"type": result.error.get("type"), "message": result.error.get("message")}
     events = [*pending, state_event(state, step.node_id, **extra)]
-    return step_ended(run, step.node_id, state, events, now, keep_for=keep_for, keep_target=step.target)
+    claimed = None
+    if connection.vendor == "postgresql" and "run" in step._state.fields_cache:
+        finished = _finish_batched(step, source, state, now, result, keep_for, events)
+        if finished is None:
+            return None
+        run, claimed = finished
+    else:
+        run = run_locked(step.run_id, relax_commit=True)
+        if not _record_finished(step, source, state, now, result):
+            return None
+    return step_ended(
+        run, step.node_id, state, events, now, keep_for=keep_for, keep_target=step.target, claimed=claimed
+    )
+
+
+class _Continuation(NamedTuple):
+    """The step ``step_finish`` claimed for the finishing worker in the statements that finished its
+    step: the one step that step made ready (``held`` False) or, when it made none ready, the run's
+    oldest held step (``held`` True); ``step_id`` (and ``node_id``) None when there was none to claim."""
+
+    held: bool
+    step_id: int | None
+    node_id: str = ""
+    written: tuple[NewEvent, ...] = ()
+    """The events already written with the claim: the first of those ``step_ended`` writes."""
+
+
+def _continuation_sql(
+    step: StepRun, state: str, now, keep_for: str | None
+) -> tuple[bool, str, list[Any]] | None:
+    """What ``step_ended`` would claim for ``keep_for`` after ``step`` ended in ``state``, as an
+    UPDATE … RETURNING (id, node_id) to send along with the statements that finish the step, when
+    that can be told without a query: a succeeded step whose downstream steps each wait for it
+    alone (its first one is claimed), or that has none (the run's oldest held step, under
+    ``ILIAD_FAIR_STEPS_PER_USER``). A cancelled run claims nothing. None otherwise (``step_ended``
+    finds out). Returns (held, sql, params)."""
+    run = step.run
+    if keep_for is None or state != StepState.SUCCEEDED or run.cache:
+        return None
+    graph = run_graph(run)
+    candidates = graph.downstream(step.node_id)
+    table = StepRun._meta.db_table
+    stamp = connection.ops.adapt_datetimefield_value(now)
+    alive = f"EXISTS (SELECT 1 FROM {Run._meta.db_table} WHERE id = %s AND state <> %s)"  # noqa: S608
+    if candidates:
+        if not all(graph.upstream(node_id) == {step.node_id} for node_id in candidates):
+            return None
+        first = next(node_id for node_id in graph.nodes if node_id in candidates)
+        if _node_targets(run).get(first, run.target) != (step.target or run.target):
+            return None
+        assert StepState.RUNNING in TRANSITIONS[StepState.PENDING]
+        sql = (
+            f"UPDATE {table} SET state = %s, queued_at = %s, dispatched_at = %s, started_at = %s, "  # noqa: S608
+            "heartbeat_at = %s, attempts = attempts + 1, worker = %s "
+            f"WHERE id = %s AND state = %s AND {alive} RETURNING id, node_id"
+        )
+        params = [StepState.RUNNING, stamp, stamp, stamp, stamp, keep_for[:200], _step_ids(run)[first],
+                  StepState.PENDING, run.pk, RunState.CANCELLED]  # fmt: skip
+        return False, sql, params
+    if not settings.ILIAD_FAIR_STEPS_PER_USER:
+        return None
+    assert StepState.RUNNING in TRANSITIONS[StepState.QUEUED]
+    sql = (
+        f"UPDATE {table} SET state = %s, dispatched_at = %s, started_at = %s, heartbeat_at = %s, "  # noqa: S608
+        "attempts = attempts + 1, worker = %s WHERE id = ("
+        f"SELECT id FROM {table} WHERE run_id = %s AND state = %s AND dispatched_at IS NULL "
+        "AND target = %s ORDER BY queued_at, id LIMIT 1"
+        ") AND state = %s AND dispatched_at IS NULL RETURNING id, node_id"
+    )
+    params = [StepState.RUNNING, stamp, stamp, stamp, keep_for[:200], run.pk, StepState.QUEUED,
+              step.target or run.target, StepState.QUEUED]  # fmt: skip
+    return True, sql, params
+
+
+def _finish_batched(
+    step: StepRun,
+    source: tuple[str, ...],
+    state: str,
+    now,
+    result: ResultManifest,
+    keep_for: str | None,
+    events: list[NewEvent],
+) -> tuple[Run, _Continuation | None] | None:
+    """PostgreSQL: lock the run, record the step's outcome and artifacts and claim what the worker
+    goes on with (``_continuation_sql``) writing ``events`` and those of the claim, all in one round
+    trip. None (nothing written) when the step is no longer in ``source`` under its claim."""
+    columns = model_columns(Run, RUN_FIELDS_FOR_STEPS)
+    relax = _relax_commit_sql()
+    statements = [
+        (f"SELECT {', '.join(columns)} FROM {Run._meta.db_table} WHERE id = %s FOR UPDATE", [step.run_id])  # noqa: S608
+    ]
+    update = transition_sql(
+        step.pk, source=source, to=state, attempt=step.attempts, finished_at=now, error=result.error
+    )
+    assert update is not None
+    statements.append(update)
+    records = list(result.artifacts)
+    if records:
+        statements.append(_artifacts_sql(step.run_id, step.pk, records))
+    continuation = _continuation_sql(step, state, now, keep_for)
+    claimed_events: list[tuple[str, dict[str, Any]]] = []
+    if continuation is not None:
+        held = continuation[0]
+        running = {"state": StepState.RUNNING, "worker": keep_for}
+        claimed_events = [(RunEvent.Kind.STATE, running)]
+        if not held:
+            claimed_events.insert(0, (RunEvent.Kind.STATE, {"state": StepState.QUEUED}))
+        claiming = claiming_append_sql(
+            run_id=step.run_id, events=events, claim=continuation[1:], claimed_events=claimed_events, now=now
+        )
+        statements.append(claiming)
+    with connection.cursor() as cursor:
+        sql = relax + "; ".join(sql for sql, _ in statements)
+        cursor.execute(sql, [value for _, params in statements for value in params])
+        if relax:
+            cursor.nextset()
+        row = cursor.fetchone()
+        cursor.nextset()
+        changed = cursor.rowcount
+        if records:
+            cursor.nextset()
+        kept = None
+        if continuation is not None:
+            cursor.nextset()
+            kept = cursor.fetchone()
+    if row is None:
+        raise Run.DoesNotExist(f"run {step.run_id} does not exist")
+    if not changed:
+        transaction.set_rollback(True)
+        return None
+    claimed = None
+    if continuation is not None:
+        kept_id, kept_node, last_seq = kept
+        written = claiming_appended(
+            run_id=step.run_id, events=events, claimed_events=claimed_events, claimed_node=kept_node,
+            last_seq=last_seq, now=now,
+        )  # fmt: skip
+        claimed = _Continuation(continuation[0], kept_id, kept_node or "", tuple(written))
+    return Run.from_db(connection.alias, columns, converted_row(Run, columns, row)), claimed
 
 
 def step_ended(
@@ -710,16 +1083,19 @@ def step_ended(
     *,
     keep_for: str | None = None,
     keep_target: str = "",
+    claimed: _Continuation | None = None,
 ) -> int | None:
     """After the step of ``ended_node`` went to the finished ``state``: queue what that made ready,
     skip what it made impossible, close the run when done, and write ``events`` followed by those
     of these changes. Unless a kept step takes over the ended step's place under its user's
     ``ILIAD_FAIR_STEPS_PER_USER``, that place goes to the user's oldest held step. Returns the kept
-    step's id (see ``queue_steps``).
+    step's id (see ``queue_steps``). ``claimed``: the continuation ``step_finish`` already tried to
+    claim for ``keep_for`` (see ``_Continuation``).
 
     Callers hold the run's lock.
     """
     graph = run_graph(run)
+    claimed_id = claimed.step_id if claimed is not None else None
     queued: list[NewEvent] = []
     kept = None
     held = False
@@ -738,7 +1114,7 @@ def step_ended(
             ready = {node_id: step_ids[node_id] for node_id in graph.ready(states) if node_id in candidates}
         ready, reused = reuse_cached(run, ready, now)
         events += reused
-        queued, kept = queue_steps(run, ready, keep_for=keep_for, keep_target=keep_target)
+        queued, kept = queue_steps(run, ready, keep_for=keep_for, keep_target=keep_target, claimed=claimed_id)
         held = len(ready) > (kept is not None)
         events += queued
     elif state == StepState.FAILED:
@@ -754,12 +1130,25 @@ def step_ended(
             state_event(StepState.SKIPPED, node_id, reason=f"{ended_node} failed") for node_id in skipped
         ]
     if kept is None and keep_for is not None and settings.ILIAD_FAIR_STEPS_PER_USER:
-        kept, taken = _keep_held(run, keep_for, keep_target or run.target, now)
+        if claimed is not None and claimed.held:  # tried already: its outcome is the answer
+            kept, taken = claimed.step_id, []
+            if claimed.step_id is not None:
+                taken = [state_event(StepState.RUNNING, claimed.node_id, worker=keep_for)]
+        else:
+            kept, taken = _keep_held(run, keep_for, keep_target or run.target, now)
         events += taken
     if kept is None or held:
         release_held(run.owner_id)
     if not queued and kept is None:  # else the run goes on: no need to ask whether it is done
         events += run_finish_if_done(run, now)
+    if claimed is not None and claimed.written:
+        # Written with the claim (see ``_finish_batched``): they must be what comes first here.
+        if tuple(events[: len(claimed.written)]) != claimed.written:
+            raise RuntimeError(
+                f"run {run.pk}: the events written with the claim of {claimed.node_id or 'no step'} "
+                f"are not those of step_ended: {claimed.written!r} vs {events!r}"
+            )
+        events = events[len(claimed.written) :]
     events_append(run_id=run.pk, events=events)
     return kept
 
@@ -768,26 +1157,48 @@ def _keep_held(run: Run, worker: str, target: str, now: datetime) -> tuple[int |
     """Claim the run's oldest held step on ``target`` (the worker's) for ``worker`` to run next, in the
     place of the step that just ended: a wide run's held steps then need no broker round trip.
     Returns its id (None if the run has none) and the events of the claim. Callers hold the run's lock."""
-    oldest = (
-        StepRun.objects.filter(run=run, state=StepState.QUEUED, dispatched_at__isnull=True, target=target)
-        .order_by("queued_at", "id")
-        .values_list("id", "node_id")
-        .first()
-    )
-    if oldest is None:
-        return None, []
-    step_id, node_id = oldest
-    step_transition(
-        step_id,
-        source=StepState.QUEUED,
-        to=StepState.RUNNING,
-        where={"dispatched_at__isnull": True},
-        dispatched_at=now,
-        started_at=now,
-        heartbeat_at=now,
-        attempts=F("attempts") + 1,
-        worker=worker[:200],
-    )
+    if connection.vendor == "postgresql" or (
+        connection.vendor == "sqlite" and connection.Database.sqlite_version_info >= (3, 35)
+    ):
+        # One statement: find and claim (UPDATE … RETURNING; the run's lock keeps others off).
+        assert StepState.RUNNING in TRANSITIONS[StepState.QUEUED]
+        table = StepRun._meta.db_table
+        stamp = connection.ops.adapt_datetimefield_value(now)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {table} SET state = %s, dispatched_at = %s, started_at = %s, heartbeat_at = %s, "  # noqa: S608
+                "attempts = attempts + 1, worker = %s WHERE id = ("
+                f"SELECT id FROM {table} WHERE run_id = %s AND state = %s AND dispatched_at IS NULL "
+                "AND target = %s ORDER BY queued_at, id LIMIT 1"
+                ") AND state = %s AND dispatched_at IS NULL RETURNING id, node_id",
+                [StepState.RUNNING, stamp, stamp, stamp, worker[:200], run.pk, StepState.QUEUED, target,
+                 StepState.QUEUED],
+            )  # fmt: skip
+            oldest = cursor.fetchone()
+        if oldest is None:
+            return None, []
+        step_id, node_id = oldest
+    else:
+        oldest = (
+            StepRun.objects.filter(run=run, state=StepState.QUEUED, dispatched_at__isnull=True, target=target)
+            .order_by("queued_at", "id")
+            .values_list("id", "node_id")
+            .first()
+        )
+        if oldest is None:
+            return None, []
+        step_id, node_id = oldest
+        step_transition(
+            step_id,
+            source=StepState.QUEUED,
+            to=StepState.RUNNING,
+            where={"dispatched_at__isnull": True},
+            dispatched_at=now,
+            started_at=now,
+            heartbeat_at=now,
+            attempts=F("attempts") + 1,
+            worker=worker[:200],
+        )
     return step_id, [state_event(StepState.RUNNING, node_id, worker=worker)]
 
 

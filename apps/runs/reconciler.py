@@ -18,7 +18,7 @@ from apps.compute.base import BackendError, JobState, JobStatus
 from apps.runs import orchestration
 from apps.runs.events import NewEvent, events_append
 from apps.runs.manifests import manifest_files
-from apps.runs.models import Run, RunEvent, RunState, StepRun, StepState
+from apps.runs.models import RUN_FINISHED, Run, RunEvent, RunState, StepRun, StepState
 from apps.runs.orchestration import RUN_FIELDS_FOR_STEPS, end_taken_back, step_finish
 from apps.runs.transitions import LAUNCHED_STEP_STATES, state_event, step_transition
 from blocks.context import WalltimeExceeded
@@ -288,38 +288,62 @@ def steps_poll(*, unknown_grace: timedelta, max_attempts: int) -> int:
     the backend has no record of for longer than ``unknown_grace`` (and a launch that never got a job
     id) is taken back as lost. Returns how many steps changed state."""
     changed = 0
-    now = timezone.now()
     for target in sorted(_polled_targets()):
-        steps = list(
-            StepRun.objects.filter(target=target, state__in=LAUNCHED_STEP_STATES)
-            .only(*POLL_FIELDS)
-            .order_by("id")
-        )
-        if not steps:
-            continue
-        launched = [step for step in steps if step.external_id]
-        for step in steps:
-            if not step.external_id and step.dispatched_at and now - step.dispatched_at > unknown_grace:
-                changed += _poll_lost(step, "its launch never got a job id", max_attempts=max_attempts)
-        if not launched:
-            continue
-        try:
-            executor = orchestration._executor(target)
-            statuses = executor.poll([step.external_id for step in launched])
-        except BackendError:
-            logger.warning("could not poll target %s", target, exc_info=True)
-            continue
-        for step in launched:
-            status = statuses.get(step.external_id, JobStatus(JobState.UNKNOWN))
-            try:
-                changed += _poll_one(
-                    executor, step, status, now=now, unknown_grace=unknown_grace, max_attempts=max_attempts
-                )
-            except Exception:
-                logger.exception(
-                    "could not reconcile step %s (job %s on %s)", step.pk, step.external_id, target
-                )
+        # A result recorded here may launch the next step at once; if that one is already done (a
+        # chain of short steps running in one job) a new pass records it without waiting a cycle.
+        seen: set[int] = set()
+        for _ in range(MAX_POLL_PASSES):
+            finished, launched_ids = _poll_target(
+                target, unknown_grace=unknown_grace, max_attempts=max_attempts, seen=seen
+            )
+            changed += finished
+            if not finished or launched_ids <= seen:
+                break
+            seen |= launched_ids
     return changed
+
+
+MAX_POLL_PASSES = 100
+
+
+def _poll_target(
+    target: str, *, unknown_grace: timedelta, max_attempts: int, seen: set[int]
+) -> tuple[int, set[int]]:
+    """One poll of ``target``'s launched steps; returns how many changed and the ids polled."""
+    changed = 0
+    now = timezone.now()
+    steps = list(
+        StepRun.objects.filter(target=target, state__in=LAUNCHED_STEP_STATES)
+        .only(*POLL_FIELDS)
+        .order_by("id")
+    )
+    if not steps:
+        return 0, set()
+    launched = [step for step in steps if step.external_id]
+    for step in steps:
+        if not step.external_id and step.dispatched_at and now - step.dispatched_at > unknown_grace:
+            changed += _poll_lost(step, "its launch never got a job id", max_attempts=max_attempts)
+    if not launched:
+        return changed, set()
+    if seen and not {step.pk for step in launched} - seen:
+        return changed, {step.pk for step in launched}
+    try:
+        executor = orchestration._executor(target)
+        statuses = executor.poll([step.external_id for step in launched])
+    except BackendError:
+        logger.warning("could not poll target %s", target, exc_info=True)
+        return changed, set()
+    for step in launched:
+        status = statuses.get(step.external_id, JobStatus(JobState.UNKNOWN))
+        try:
+            changed += _poll_one(
+                executor, step, status, now=now, unknown_grace=unknown_grace, max_attempts=max_attempts
+            )
+        except Exception:
+            logger.exception(
+                "could not reconcile step %s (job %s on %s)", step.pk, step.external_id, target
+            )
+    return changed, {step.pk for step in launched}
 
 
 def _poll_one(
@@ -431,6 +455,11 @@ def _poll_died(step: StepRun, status: JobStatus, *, max_attempts: int) -> int:
     reason = status.reason or "its job died"
     lowered = reason.lower()
     now = timezone.now()
+    # The job's standard error (the cluster's own words on why it ended) goes to the step's log.
+    stderr = tuple(
+        (RunEvent.Kind.LOG, step.node_id, {"level": "error", "message": f"[stderr] {line}"})
+        for line in status.log
+    )
     if "timeout" in lowered or "walltime" in lowered:
         message = (
             f"step ran longer than the {step.walltime_s} s walltime ({reason}); "
@@ -438,7 +467,8 @@ def _poll_died(step: StepRun, status: JobStatus, *, max_attempts: int) -> int:
         )
         return int(
             end_taken_back(
-                run, claim, step.node_id, now, reason=reason, error_type=WALLTIME_EXCEEDED, message=message
+                run, claim, step.node_id, now, reason=reason, error_type=WALLTIME_EXCEEDED, message=message,
+                before=stderr,
             )
         )
     if "memory" in lowered or "oom" in lowered:
@@ -447,9 +477,12 @@ def _poll_died(step: StepRun, status: JobStatus, *, max_attempts: int) -> int:
         )
         return int(
             end_taken_back(
-                run, claim, step.node_id, now, reason=reason, error_type=OUT_OF_MEMORY, message=message
+                run, claim, step.node_id, now, reason=reason, error_type=OUT_OF_MEMORY, message=message,
+                before=stderr,
             )
         )
+    if stderr:
+        events_append(run_id=run.pk, events=list(stderr))
     lost = f"job {step.external_id} on {step.target} died: {reason}"
     limit = max_attempts if status.retry else step.attempts
     return int(
@@ -484,8 +517,26 @@ def _poll_lost(step: StepRun, why: str, *, max_attempts: int) -> int:
 
 @transaction.atomic
 def _poll_ended(step: StepRun, *, reason: str, error_type: str) -> int:
+    """A job cancelled at its target. Cancelled from outside the portal (``scancel`` by the user or
+    an administrator of the cluster): the run is cancelled too, as if its owner had cancelled it,
+    and the step ends cancelled."""
     run = Run.objects.select_for_update().only(*RUN_FIELDS_FOR_STEPS).get(pk=step.run_id)
     claim = {"steps": step.pk, "source": LAUNCHED_STEP_STATES, "attempt": step.attempts}
+    if run.state not in (RunState.CANCELLED, *RUN_FINISHED) and StepRun.objects.filter(
+        pk=step.pk, state__in=LAUNCHED_STEP_STATES, attempts=step.attempts
+    ).exists():
+        events_append(
+            run_id=run.pk,
+            events=[(RunEvent.Kind.LOG, step.node_id, {
+                "level": "warning",
+                "message": f"job {step.external_id} of {step.node_id} was cancelled on {step.target} "
+                "from outside the portal; the run is cancelled",
+            })],
+        )
+        orchestration.run_cancel(run=run)
+        run = Run.objects.only(*RUN_FIELDS_FOR_STEPS).get(pk=step.run_id)
+        if not StepRun.objects.filter(pk=step.pk, state__in=LAUNCHED_STEP_STATES).exists():
+            return 1  # a submitted step: run_cancel ended it
     return int(
         end_taken_back(
             run, claim, step.node_id, timezone.now(), reason=reason, error_type=error_type, message=reason

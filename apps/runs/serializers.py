@@ -89,6 +89,14 @@ class RunDetailSerializer(RunSerializer):
         fields = RunSerializer.Meta.fields + ["steps", "artifacts", "document"]
 
 
+class RunDeliveryTargetSerializer(serializers.Serializer):
+    space = serializers.CharField(max_length=64, help_text="Name of a data space you may deliver to.")
+    folder = serializers.CharField(
+        max_length=1000, required=False, allow_blank=True, default="",
+        help_text="Folder inside the space (created if missing); empty: its root.",
+    )
+
+
 class RunCreateSerializer(serializers.Serializer):
     version = serializers.IntegerField(required=False, min_value=1, help_text="Default: the latest version.")
     target = serializers.CharField(
@@ -99,6 +107,13 @@ class RunCreateSerializer(serializers.Serializer):
         required=False, default=True,
         help_text="false: execute every step, reusing no earlier results (default true: a step identical "
         "to a succeeded one of a run you may see reuses its results).",
+    )
+    delivery = RunDeliveryTargetSerializer(
+        required=False, allow_null=True,
+        help_text="Deliver the results, the processing report and the provenance to this data space and "
+        "folder when the run succeeds (as POST /api/runs/{id}/delivery/ would; remembered for the "
+        "pipeline). Checked before the run is created: a space you may not write to or an unsafe folder "
+        "is a 400 and no run is started.",
     )
 
 

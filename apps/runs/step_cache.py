@@ -14,7 +14,6 @@ from apps.runs.events import NewEvent
 from apps.runs.manifests import CachePlan, cache_plan, run_graph
 from apps.runs.models import Artifact, Run, RunState, StepRun, StepState
 from apps.runs.transitions import state_event, step_transition
-from blocks.manifest import ManifestError, path_from_uri
 from engine import PipelineGraph
 from engine.cache import step_cache_key
 
@@ -30,10 +29,10 @@ class CachedResult(NamedTuple):
 
 
 def _file_present(uri: str) -> bool:
-    try:
-        return path_from_uri(uri).is_file()
-    except ManifestError:  # not a local file: it cannot be checked here, so it is not reused
-        return False
+    """Whether the artifact's file is still there: on this machine, or in the object store."""
+    from apps.runs.store import artifact_available
+
+    return artifact_available(uri)
 
 
 def results_on_disk(step_ids: Iterable[int]) -> dict[int, CachedResult]:

@@ -21,6 +21,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from django.db import connection
+from django.db.models import F, Value
+from django.db.models.expressions import CombinedExpression
+
 from apps.runs.events import NewEvent
 from apps.runs.models import RunEvent, StepRun, StepState
 
@@ -66,6 +70,12 @@ def step_transition(
     for state in sources:
         if to not in TRANSITIONS[state]:
             raise IllegalTransition(f"a step cannot go from {state} to {to}")
+    if isinstance(steps, int):
+        sql = transition_sql(steps, source=sources, to=to, attempt=attempt, where=where, **changes)
+        if sql is not None:
+            with connection.cursor() as cursor:
+                cursor.execute(*sql)
+                return cursor.rowcount
     rows = (
         StepRun.objects.filter(pk=steps)
         if isinstance(steps, int)
@@ -77,6 +87,64 @@ def step_transition(
     if where:
         rows = rows.filter(**where)
     return rows.update(state=to, **changes)
+
+
+def transition_sql(
+    step_id: int,
+    *,
+    source: str | Iterable[str],
+    to: str,
+    attempt: int | None = None,
+    where: dict[str, Any] | None = None,
+    **changes: Any,
+) -> tuple[str, list[Any]] | None:
+    """The UPDATE of one step's ``step_transition`` as hand-written SQL with its parameters, or None
+    when a lookup or a change is more than this knows (plain values, ``F(name) + n``, ``name`` and
+    ``name__isnull`` lookups): the ORM does those. On the hot path of every step, building the
+    query costs the ORM more than the database takes to run it. Raises IllegalTransition like
+    ``step_transition``."""
+    sources = (source,) if isinstance(source, str) else tuple(source)
+    for state in sources:
+        if to not in TRANSITIONS[state]:
+            raise IllegalTransition(f"a step cannot go from {state} to {to}")
+    where = where or {}
+    meta = StepRun._meta
+    sets, params = [], []
+    for name, value in (("state", to), *changes.items()):
+        column = meta.get_field(name).column
+        if isinstance(value, CombinedExpression):
+            lhs, rhs = value.lhs, value.rhs
+            if not (
+                value.connector == "+"
+                and isinstance(lhs, F)
+                and isinstance(rhs, Value)
+                and isinstance(rhs.value, int)
+            ):
+                return None
+            sets.append(f"{column} = {meta.get_field(lhs.name).column} + %s")
+            params.append(rhs.value)
+        elif hasattr(value, "resolve_expression"):
+            return None
+        else:
+            sets.append(f"{column} = %s")
+            params.append(meta.get_field(name).get_db_prep_save(value, connection))
+    conditions = [f"{meta.pk.column} = %s", f"state IN ({', '.join(['%s'] * len(sources))})"]
+    params += [step_id, *sources]
+    if attempt is not None:
+        conditions.append("attempts = %s")
+        params.append(attempt)
+    for lookup, value in where.items():
+        name, _, kind = lookup.partition("__")
+        column = meta.get_field(name).column
+        if kind == "isnull":
+            conditions.append(f"{column} IS {'' if value else 'NOT '}NULL")
+        elif not kind and not hasattr(value, "resolve_expression"):
+            conditions.append(f"{column} = %s")
+            params.append(meta.get_field(name).get_db_prep_value(value, connection))
+        else:
+            return None
+    sql = f"UPDATE {meta.db_table} SET {', '.join(sets)} WHERE {' AND '.join(conditions)}"  # noqa: S608
+    return sql, params
 
 
 def state_event(state: str, node_id: str = "", **extra: Any) -> NewEvent:

@@ -17,13 +17,13 @@ def workshops_visible_to(*, user) -> QuerySet[Workshop]:
     """The workshops ``user`` takes part in: as facilitator, by name or through their project."""
     if user is None or not user.is_authenticated:
         return Workshop.objects.none()
-    return (
-        Workshop.objects.filter(
-            Q(facilitator=user) | Q(participants=user) | Q(project_id__in=projects_of(user=user).values("pk"))
-        )
-        .distinct()
-        .select_related("facilitator", "project", "current_item")
+    workshops = Workshop.objects.filter(
+        Q(facilitator=user) | Q(participants=user) | Q(project_id__in=projects_of(user=user).values("pk"))
     )
+    token_project = getattr(user, "token_project_id", None)
+    if token_project is not None:  # a personal API token restricted to one project sees its workshops only
+        workshops = workshops.filter(project_id=token_project)
+    return workshops.distinct().select_related("facilitator", "project", "current_item")
 
 
 def workshop_get(*, user, workshop_id: int) -> Workshop | None:

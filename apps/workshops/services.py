@@ -192,9 +192,11 @@ def workshop_run_start(*, workshop: Workshop, user, pipeline: Pipeline) -> Run:
 def workshop_run_finished(*, run_id: int, state: str) -> int:
     """Ask everyone taking part who may see the run for their feedback, once a run started in a
     workshop succeeded; returns how many were asked. Receiver of ``apps.runs.signals.run_finished``."""
-    link = WorkshopRun.objects.select_related("workshop__facilitator", "workshop__project", "run").filter(
-        run_id=run_id
-    ).first()
+    link = (
+        WorkshopRun.objects.select_related("workshop__facilitator", "workshop__project", "run")
+        .filter(run_id=run_id)
+        .first()
+    )
     if link is None or state != RunState.SUCCEEDED:
         return 0
     run, workshop = link.run, link.workshop

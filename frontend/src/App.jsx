@@ -84,7 +84,11 @@ function slugify(text) {
   return (text || "pipeline").toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-|-$/g, "") || "pipeline";
 }
 
+// A read-only editor (a viewer's) lets the canvas be looked at: select, pan, zoom, no changes.
+const READ_ONLY_CHANGES = new Set(["select", "dimensions"]);
+
 function Editor({ config, specs, initialDocument }) {
+  const readOnly = Boolean(config.readOnly && config.pipeline);
   const catalog = useMemo(() => makeCatalog(specs), [specs]);
   const flow = useReactFlow();
   const nodesInitialized = useNodesInitialized();
@@ -120,6 +124,7 @@ function Editor({ config, specs, initialDocument }) {
   const [ready, setReady] = useState(false);
   const [flowReady, setFlowReady] = useState(false);
   const mergeKey = useRef(null);
+  const collabRef = useRef({ shared: false });
   const nodesRef = useRef(nodes);
   const edgesRef = useRef(edges);
   nodesRef.current = nodes;
@@ -130,7 +135,7 @@ function Editor({ config, specs, initialDocument }) {
 
   const doc = useMemo(() => graphToDocument(nodes, edges, metadata), [nodes, edges, metadata]);
   const docText = useMemo(() => serialise(doc), [doc]);
-  const dirty = docText !== saved.text || name !== saved.name || description !== saved.description;
+  const dirty = !readOnly && (docText !== saved.text || name !== saved.name || description !== saved.description);
   const draftKey = `iliad.editor.draft.${pipeline ? pipeline.id : "new"}`;
 
   // Read-only hook for tests, the benchmark and the browser console.
@@ -172,20 +177,24 @@ function Editor({ config, specs, initialDocument }) {
   );
 
   const doUndo = useCallback(() => {
+    if (readOnly) return undefined;
+    if (collabRef.current.shared) return say(collabRef.current.undo() ? "Undone (your last change)." : "Nothing of yours to undo.");
     if (!canUndo(history)) return say("Nothing to undo.");
     const next = undo(history);
     setHistory(next);
     loadText(next.present);
     say("Undone.");
-  }, [history, loadText, say]);
+  }, [history, loadText, say, readOnly]);
 
   const doRedo = useCallback(() => {
+    if (readOnly) return undefined;
+    if (collabRef.current.shared) return say(collabRef.current.redo() ? "Redone." : "Nothing to redo.");
     if (!canRedo(history)) return say("Nothing to redo.");
     const next = redo(history);
     setHistory(next);
     loadText(next.present);
     say("Redone.");
-  }, [history, loadText, say]);
+  }, [history, loadText, say, readOnly]);
 
   /** Replace the whole document (import, restore, template): one undoable change. */
   const replaceDocument = useCallback(
@@ -212,7 +221,10 @@ function Editor({ config, specs, initialDocument }) {
     },
     [say],
   );
-  const collab = useCollab({ config, pipelineId: pipeline ? pipeline.id : null, doc, docText, dragging, selection: selectedIds, onRemote, onSaved });
+  const collab = useCollab({ config, pipelineId: pipeline ? pipeline.id : null, doc, docText, dragging, selection: selectedIds, onRemote, onSaved, readOnly });
+  collabRef.current = collab;
+  const undoable = collab.shared ? collab.canUndo : canUndo(history);
+  const redoable = collab.shared ? collab.canRedo : canRedo(history);
   const [conflict, setConflict] = useState(null);
   const [merging, setMerging] = useState(false);
   const forcedBase = useRef(null);
@@ -292,8 +304,20 @@ function Editor({ config, specs, initialDocument }) {
   const issuesContext = useMemo(() => ({ ...issueIndex, applyFix }), [issueIndex, applyFix]);
 
   // --- graph edits -------------------------------------------------------------------------
-  const onNodesChange = useCallback((changes) => setNodes((current) => applyNodeChanges(changes, current)), []);
-  const onEdgesChange = useCallback((changes) => setEdges((current) => applyEdgeChanges(changes, current)), []);
+  const onNodesChange = useCallback(
+    (changes) => {
+      const allowed = readOnly ? changes.filter((change) => READ_ONLY_CHANGES.has(change.type)) : changes;
+      if (allowed.length) setNodes((current) => applyNodeChanges(allowed, current));
+    },
+    [readOnly],
+  );
+  const onEdgesChange = useCallback(
+    (changes) => {
+      const allowed = readOnly ? changes.filter((change) => change.type === "select") : changes;
+      if (allowed.length) setEdges((current) => applyEdgeChanges(allowed, current));
+    },
+    [readOnly],
+  );
 
   const freeSpot = useCallback(
     (preferred) => {
@@ -393,6 +417,7 @@ function Editor({ config, specs, initialDocument }) {
 
   const onPortActivate = useCallback(
     (nodeId, direction, port) => {
+      if (readOnly) return;
       setPending((current) => {
         if (!current || current.direction === direction || current.nodeId === nodeId) {
           if (current && current.nodeId === nodeId && current.direction === direction && current.port === port) {
@@ -410,7 +435,7 @@ function Editor({ config, specs, initialDocument }) {
         return null;
       });
     },
-    [connect, say],
+    [connect, say, readOnly],
   );
 
   const deleteNodes = useCallback(
@@ -743,7 +768,7 @@ function Editor({ config, specs, initialDocument }) {
   useEffect(() => {
     try {
       const stored = JSON.parse(window.localStorage.getItem(draftKey) || "null");
-      if (stored && stored.text && stored.text !== initial.text && !config.template) setDraft(stored);
+      if (stored && stored.text && stored.text !== initial.text && !config.template && !readOnly) setDraft(stored);
     } catch {
       /* ignore */
     }
@@ -778,10 +803,14 @@ function Editor({ config, specs, initialDocument }) {
       const key = event.key.toLowerCase();
       if (mod && key === "s") {
         event.preventDefault();
-        save();
+        if (!readOnly) save();
         return;
       }
       if (isTyping(event.target)) return;
+      if (readOnly) {
+        if (!mod && !event.altKey && key === "f") fit();
+        return;
+      }
       if (mod && key === "z" && !event.shiftKey) {
         event.preventDefault();
         doUndo();
@@ -810,7 +839,7 @@ function Editor({ config, specs, initialDocument }) {
     };
     window.addEventListener("keydown", onKey);
     return () => window.removeEventListener("keydown", onKey);
-  }, [save, doUndo, doRedo, copySelection, paste, selectAll, fit, autoLayout, pending, say]);
+  }, [save, doUndo, doRedo, copySelection, paste, selectAll, fit, autoLayout, pending, say, readOnly]);
 
   // --- readiness signal (tests and the benchmark wait for it) -------------------------------
   useEffect(() => {
@@ -853,13 +882,13 @@ function Editor({ config, specs, initialDocument }) {
   const onDrop = useCallback(
     (event) => {
       const value = event.dataTransfer.getData(DRAG_TYPE);
-      if (!value) return;
+      if (!value || readOnly) return;
       event.preventDefault();
       const [blockId, version] = value.split("@");
       const position = flow.screenToFlowPosition({ x: event.clientX, y: event.clientY });
       addBlock(blockId, version, { x: position.x - NODE_W / 2, y: position.y - 30 });
     },
-    [flow, addBlock],
+    [flow, addBlock, readOnly],
   );
 
   const onInit = useCallback(() => setFlowReady(true), []);
@@ -875,17 +904,21 @@ function Editor({ config, specs, initialDocument }) {
         <div className="iliad-editor">
           <div className="ed-toolbar" role="toolbar" aria-label="Pipeline actions">
             <label htmlFor="pipeline-name" className="visually-hidden">Pipeline name</label>
-            <input id="pipeline-name" className="name" placeholder="Pipeline name" value={name} onChange={(event) => setName(event.target.value)} />
+            <input id="pipeline-name" className="name" placeholder="Pipeline name" value={name} readOnly={readOnly} onChange={(event) => setName(event.target.value)} />
             <span className="badge" aria-live="polite">
               {pipeline ? `v${pipeline.version}` : "not saved yet"}
               {dirty ? " · unsaved changes" : ""}
             </span>
+            {readOnly ? (
+              <span className="badge read-only" data-testid="read-only">Read-only: you may view this pipeline and comment; the others' changes appear live</span>
+            ) : null}
+            {readOnly ? null : (<>
             <label htmlFor="save-message" className="visually-hidden">Version message</label>
             <input id="save-message" className="message" placeholder="What changed? (optional)" />
             <button type="button" onClick={save} title="Save (Ctrl+S)">Save</button>
             <span className="sep" aria-hidden="true" />
-            <button type="button" className="secondary" onClick={doUndo} disabled={!canUndo(history)} title="Undo (Ctrl+Z)">Undo</button>
-            <button type="button" className="secondary" onClick={doRedo} disabled={!canRedo(history)} title="Redo (Ctrl+Shift+Z or Ctrl+Y)">Redo</button>
+            <button type="button" className="secondary" onClick={doUndo} disabled={!undoable} title={collab.shared ? "Undo your last change (Ctrl+Z); the others' changes stay" : "Undo (Ctrl+Z)"}>Undo</button>
+            <button type="button" className="secondary" onClick={doRedo} disabled={!redoable} title="Redo (Ctrl+Shift+Z or Ctrl+Y)">Redo</button>
             <button type="button" className="secondary" onClick={autoLayout} title="Auto-layout (Shift+L)">Auto-layout</button>
             <button type="button" className="secondary" onClick={fit} title="Zoom to fit (F)">Fit</button>
             <span className="sep" aria-hidden="true" />
@@ -895,25 +928,29 @@ function Editor({ config, specs, initialDocument }) {
             <button type="button" className="secondary" onClick={() => setTemplatesOpen(true)}>New from template</button>
             <span className="sep" aria-hidden="true" />
             <button type="button" className="run" onClick={() => setRunOpen(true)} disabled={!nodes.length}>Run…</button>
+            </>)}
+            {readOnly ? <button type="button" className="secondary" onClick={fit} title="Zoom to fit (F)">Fit</button> : null}
             {comments.enabled ? (
-              <button type="button" className="secondary" aria-pressed={commentsFor !== undefined} onClick={() => setCommentsFor((current) => (current === undefined ? (selectedIds.length === 1 ? selectedIds[0] : null) : undefined))}>
+              <button type="button" className="secondary" data-testid="comments-button" data-live={comments.live ? "true" : "false"} aria-pressed={commentsFor !== undefined} onClick={() => setCommentsFor((current) => (current === undefined ? (selectedIds.length === 1 ? selectedIds[0] : null) : undefined))}>
                 Comments ({openThreads})
               </button>
             ) : null}
             <PresenceBar status={collab.status} peers={collab.peers} me={config.collab && config.collab.user} />
           </div>
-          {draft ? (
+          {draft && !readOnly ? (
             <div className="ed-banner" role="region" aria-label="Unsaved draft">
               Unsaved changes from {new Date(draft.at).toLocaleString()} were found in this browser.{" "}
               <button type="button" onClick={() => { replaceDocument(JSON.parse(draft.text)); if (draft.name) setName(draft.name); if (draft.description !== undefined) setDescription(draft.description); setDraft(null); say("Draft restored."); }}>Restore them</button>{" "}
               <button type="button" className="secondary" onClick={() => { try { window.localStorage.removeItem(draftKey); } catch { /* ignore */ } setDraft(null); }}>Discard</button>
             </div>
           ) : null}
-          <div className="ed-body">
-            <div className="ed-left">
-              <Palette catalog={catalog} categories={config.categories} onAdd={(blockId, version) => addBlock(blockId, version, null, { focus: true })} />
-              <DataBrowser selected={selected} catalog={catalog} onParams={onParams} onVersion={onVersion} say={say} onAdd={(blockId, version, params) => addBlock(blockId, version, null, { params })} />
-            </div>
+          <div className={`ed-body${readOnly ? " read-only" : ""}`}>
+            {readOnly ? null : (
+              <div className="ed-left">
+                <Palette catalog={catalog} categories={config.categories} onAdd={(blockId, version) => addBlock(blockId, version, null, { focus: true })} />
+                <DataBrowser selected={selected} catalog={catalog} onParams={onParams} onVersion={onVersion} say={say} onAdd={(blockId, version, params) => addBlock(blockId, version, null, { params })} />
+              </div>
+            )}
             <section className="ed-canvas" aria-label="Pipeline canvas" ref={canvasRef} onDragOver={onDragOver} onDrop={onDrop} onMouseMove={(event) => collab.pointerMoved(flow.screenToFlowPosition({ x: event.clientX, y: event.clientY }))} onMouseLeave={() => collab.pointerMoved(null)}>
               <ReactFlow
                 nodes={nodes}
@@ -925,12 +962,15 @@ function Editor({ config, specs, initialDocument }) {
                 onConnectEnd={onConnectEnd}
                 isValidConnection={isValidConnection}
                 onInit={onInit}
+                nodesDraggable={!readOnly}
+                nodesConnectable={!readOnly}
+                edgesReconnectable={!readOnly}
                 onNodeDragStart={startDragging}
                 onNodeDragStop={stopDragging}
                 onSelectionDragStart={startDragging}
                 onSelectionDragStop={stopDragging}
                 onPaneClick={clearPending}
-                deleteKeyCode={DELETE_KEYS}
+                deleteKeyCode={readOnly ? null : DELETE_KEYS}
                 multiSelectionKeyCode={MULTI_SELECT_KEYS}
                 selectionKeyCode="Shift"
                 fitView={initial.nodes.length > 0}
@@ -952,13 +992,14 @@ function Editor({ config, specs, initialDocument }) {
                 </div>
               ) : null}
               <div className={`ed-hint${hint ? " visible" : ""}`} aria-hidden={hint ? "false" : "true"}>{hint}</div>
-              {nodes.length === 0 ? (
+              {nodes.length === 0 && !readOnly ? (
                 <div className="ed-empty">
                   <p>Drag blocks here from the list on the left, or press Enter on one to add it.</p>
                 </div>
               ) : null}
             </section>
             <SidePanel
+              readOnly={readOnly}
               selected={selected}
               catalog={catalog}
               issues={issueIndex.list}

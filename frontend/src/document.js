@@ -63,6 +63,20 @@ export function defaultParams(spec) {
   return params;
 }
 
+/** Whether ``after`` differs from ``before`` only by top-level parameters added at their default. */
+export function onlyDefaultsAdded(schema, before, after) {
+  const properties = (schema && schema.properties) || {};
+  const was = before || {};
+  const now = after || {};
+  for (const key of new Set([...Object.keys(was), ...Object.keys(now)])) {
+    const value = JSON.stringify(now[key]);
+    if (JSON.stringify(was[key]) === value) continue;
+    if (key in was || !properties[key] || !("default" in properties[key])) return false;
+    if (JSON.stringify(properties[key].default) !== value) return false;
+  }
+  return true;
+}
+
 /** A fresh node id derived from the block id ("ocean.subset" -> "subset", "subset_2", ...). */
 export function freshNodeId(blockId, taken) {
   let base = String(blockId || "node").split(".").pop().replace(/[^A-Za-z0-9_-]/g, "_");

@@ -85,3 +85,19 @@ describe("history", () => {
     expect(h.future).toEqual([]);
   });
 });
+
+describe("a parameter form's change", () => {
+  const schema = { type: "object", properties: { days: { type: "integer", default: 30 }, area: { type: "string" }, start: { type: "string", default: "2021-01-01" } } };
+  it("that only fills in defaults is not a change of the user's (after an undo or a live edit)", async () => {
+    const { onlyDefaultsAdded } = await import("./document.js");
+    expect(onlyDefaultsAdded(schema, { days: 5 }, { days: 5, start: "2021-01-01" })).toBe(true);
+    expect(onlyDefaultsAdded(schema, { days: 5 }, { days: 5 })).toBe(true);
+  });
+  it("that changes, removes or adds a value other than its default is", async () => {
+    const { onlyDefaultsAdded } = await import("./document.js");
+    expect(onlyDefaultsAdded(schema, { days: 5 }, { days: 9, start: "2021-01-01" })).toBe(false);
+    expect(onlyDefaultsAdded(schema, { days: 5 }, {})).toBe(false);
+    expect(onlyDefaultsAdded(schema, { days: 5 }, { days: 5, start: "2022-01-01" })).toBe(false);
+    expect(onlyDefaultsAdded(schema, {}, { area: "med" })).toBe(false);
+  });
+});

@@ -193,3 +193,45 @@ record_uncached = block(
     parameters=RECORD_PARAMETERS,
     cacheable=False,
 )(_record)
+
+
+@block(
+    id="testing.hpc_job",
+    version="1.0.0",
+    title="Works like a cluster job",
+    category="utility",
+    inputs=(Port("previous", "json", required=False),),
+    outputs=(Port("result", "json"),),
+    parameters={
+        "type": "object",
+        "properties": {
+            "add": {"type": "number", "default": 1},
+            "lines": {"type": "integer", "default": 0},
+            "interval_s": {"type": "number", "default": 0.5},
+            "hog_mb": {"type": "integer", "default": 0},
+            "stderr": {"type": "string", "default": ""},
+            "fail": {"type": "boolean", "default": False},
+        },
+        "additionalProperties": False,
+    },
+    resources=Resources(memory_mb=200, walltime_s=600),
+)
+def hpc_job(ctx, inputs, params):
+    """Logs ``lines`` lines ``interval_s`` apart (a model's progress), optionally writes ``stderr`` to
+    its standard error and holds ``hog_mb`` MiB of memory (more than its 200 MiB hint: the cluster
+    kills it), then returns the upstream total plus ``add`` and the Slurm job it ran in."""
+    import sys
+    import time
+
+    if params["stderr"]:
+        print(params["stderr"], file=sys.stderr, flush=True)
+    hog = bytearray(params["hog_mb"] * 1024 * 1024)
+    for index in range(0, len(hog), 4096):
+        hog[index] = 1
+    for line in range(params["lines"]):
+        ctx.log(f"hpc line {line + 1} of {params['lines']}")
+        time.sleep(params["interval_s"])
+    if params["fail"]:
+        raise RuntimeError("planned failure")
+    total = (inputs.get("previous") or {}).get("total", 0) + params["add"]
+    return {"result": {"total": total, "slurm_job": os.environ.get("SLURM_JOB_ID", "")}}

@@ -64,6 +64,11 @@ class S3Connector(Connector):
                     s3={"addressing_style": "path"},
                 ),
             )
+            if endpoint:
+                # botocore would resolve the endpoint's name again for each connection: pin the checked
+                # address (DNS rebinding), and check every request's URL before it is sent.
+                check = netguard.pin_pool_manager(self._client._endpoint.http_session._manager)
+                self._client.meta.events.register("before-send.s3", lambda request, **_: check(request.url))
         return self._client
 
     def _key(self, relative: str) -> str:
@@ -88,6 +93,8 @@ class S3Connector(Connector):
             )
         if isinstance(error, ConnectorError):
             return error
+        if isinstance(error, netguard.UnsafeURL):
+            return ConnectorError(f"data space {self.name!r}: {error}", permanent=True)
         # Connection refused, time-outs, DNS: the server may be back later.
         return ConnectorError(
             f"{what} in space {self.name!r}: cannot reach the storage service ({type(error).__name__})",

@@ -7,6 +7,7 @@ import {
   addNode,
   connect,
   disconnect,
+  localChangeOnto,
   mergeDocuments,
   moveNode,
   removeNodes,
@@ -155,5 +156,27 @@ describe("merging a refused save", () => {
     expect(document.nodes[0].params.days).toBe(3);
     expect(document.edges).toEqual([]);
     expect(conflicts).toEqual(["demo.params.days"]);
+  });
+});
+
+describe("a local edit made before someone else's change was drawn", () => {
+  it("writes only my change: theirs, already in the shared document, stays", () => {
+    const { a, b } = pair();
+    writeDocument(a, base);
+    const drawnByB = readDocument(b, base); // what b's canvas shows
+    writeDocument(a, setParam(readDocument(a, base), "demo", "days", 9)); // arrives at b, not drawn yet
+    const mine = setLabel(setParam(drawnByB, "demo", "area", "baltic"), "mean", "Average");
+    writeDocument(b, localChangeOnto(drawnByB, mine, readDocument(b, mine)));
+    for (const replica of [a, b]) {
+      const doc = readDocument(replica, base);
+      expect(doc.nodes[0].params).toEqual({ days: 9, area: "baltic" });
+      expect(doc.nodes[1].label).toBe("Average");
+    }
+  });
+
+  it("is my document as it is when nobody changed anything meanwhile", () => {
+    const mine = setParam(base, "demo", "days", 2);
+    expect(localChangeOnto(base, mine, JSON.parse(JSON.stringify(base)))).toBe(mine);
+    expect(localChangeOnto(null, mine, null)).toBe(mine);
   });
 });

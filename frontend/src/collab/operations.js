@@ -1,18 +1,26 @@
 // Editing operations as pure functions on the pipeline document: each takes a document and returns
 // a new one (the input is never changed). The shared (Yjs) document and the merge of a refused save
 // are built on them, and they mirror what the server's validation checks: node ids are unique and
-// match NODE_ID_RE, edges join existing nodes, and an input port takes one edge.
+// match NODE_ID_RE, edges join existing nodes (and, given the catalog, existing ports of one type),
+// an input port takes one edge, and there is no cycle. Each refusal carries the issue code the
+// server's validation (engine/validation.py) gives the document the operation would have made:
+// editing-cases.json holds the cases both sides are tested with.
 
 import { NODE_ID_RE } from "../document.js";
 
-export class OperationError extends Error {}
+export class OperationError extends Error {
+  constructor(message, code) {
+    super(message);
+    this.code = code;
+  }
+}
 
 const clone = (value) => JSON.parse(JSON.stringify(value));
 const nodeOf = (doc, id) => (doc.nodes || []).find((node) => node.id === id);
 
 export function addNode(doc, node) {
-  if (!NODE_ID_RE.test(node.id || "")) throw new OperationError(`"${node.id}" is not a valid node id.`);
-  if (nodeOf(doc, node.id)) throw new OperationError(`The id ${node.id} is already used.`);
+  if (!NODE_ID_RE.test(node.id || "")) throw new OperationError(`"${node.id}" is not a valid node id.`, "document.malformed");
+  if (nodeOf(doc, node.id)) throw new OperationError(`The id ${node.id} is already used.`, "node.duplicate_id");
   return { ...doc, nodes: [...(doc.nodes || []), clone(node)] };
 }
 
@@ -45,13 +53,52 @@ export const setLabel = (doc, id, label) =>
     return node;
   });
 
-export function connect(doc, edge) {
-  if (!nodeOf(doc, edge.source) || !nodeOf(doc, edge.target)) throw new OperationError("Both ends must be nodes of the pipeline.");
-  if (edge.source === edge.target) throw new OperationError("A block cannot feed itself.");
+/** Whether the edges lead from ``from`` to ``to``. */
+function reaches(edges, from, to) {
+  const seen = new Set([from]);
+  const queue = [from];
+  while (queue.length) {
+    const at = queue.shift();
+    if (at === to) return true;
+    for (const edge of edges) {
+      if (edge.source === at && !seen.has(edge.target)) {
+        seen.add(edge.target);
+        queue.push(edge.target);
+      }
+    }
+  }
+  return false;
+}
+
+function portOf(catalog, node, direction, name) {
+  const spec = catalog.get(node.block, node.version);
+  if (!spec) return undefined; // an unknown block: the server names that, not the edge
+  return (direction === "in" ? spec.inputs : spec.outputs).find((port) => port.name === name) || null;
+}
+
+/** Add an edge. ``catalog`` (makeCatalog), when given, also checks the ports and their types. */
+export function connect(doc, edge, catalog = null) {
+  const source = nodeOf(doc, edge.source);
+  const target = nodeOf(doc, edge.target);
+  if (!source || !target) throw new OperationError("Both ends must be nodes of the pipeline.", "edge.unknown_node");
+  const same = (other) =>
+    other.source === edge.source && other.source_port === edge.source_port && other.target === edge.target && other.target_port === edge.target_port;
+  if ((doc.edges || []).some(same)) throw new OperationError("These two ports are already connected.", "edge.duplicate");
+  if (catalog) {
+    const output = portOf(catalog, source, "out", edge.source_port);
+    const input = portOf(catalog, target, "in", edge.target_port);
+    if (output === null) throw new OperationError(`${edge.source} has no output "${edge.source_port}".`, "edge.unknown_port");
+    if (input === null) throw new OperationError(`${edge.target} has no input "${edge.target_port}".`, "edge.unknown_port");
+    if (output && input && !(input.type === "any" || output.type === input.type)) {
+      throw new OperationError(`Output ${edge.source_port} gives ${output.type}, input ${edge.target_port} expects ${input.type}.`, "edge.type_mismatch");
+    }
+  }
   const taken = (doc.edges || []).some((other) => other.target === edge.target && other.target_port === edge.target_port);
-  if (taken) throw new OperationError(`The input ${edge.target}.${edge.target_port} is already connected.`);
-  const { source, source_port, target, target_port } = edge; // eslint-disable-line camelcase
-  return { ...doc, edges: [...(doc.edges || []), { source, source_port, target, target_port }] };
+  if (taken) throw new OperationError(`The input ${edge.target}.${edge.target_port} is already connected.`, "edge.input_taken");
+  if (edge.source === edge.target) throw new OperationError("A block cannot feed itself.", "graph.cycle");
+  if (reaches(doc.edges || [], edge.target, edge.source)) throw new OperationError("This would make a cycle.", "graph.cycle");
+  const added = { source: edge.source, source_port: edge.source_port, target: edge.target, target_port: edge.target_port };
+  return { ...doc, edges: [...(doc.edges || []), added] };
 }
 
 export function disconnect(doc, edge) {
@@ -61,8 +108,8 @@ export function disconnect(doc, edge) {
 }
 
 export function renameNode(doc, id, newId) {
-  if (!NODE_ID_RE.test(newId)) throw new OperationError("Use 1 to 64 letters, digits, _ or -, starting with a letter.");
-  if (nodeOf(doc, newId)) throw new OperationError(`The id ${newId} is already used.`);
+  if (!NODE_ID_RE.test(newId)) throw new OperationError("Use 1 to 64 letters, digits, _ or -, starting with a letter.", "document.malformed");
+  if (nodeOf(doc, newId)) throw new OperationError(`The id ${newId} is already used.`, "node.duplicate_id");
   const rename = (value) => (value === id ? newId : value);
   return {
     ...updateNode(doc, id, (node) => ({ ...node, id: newId })),
@@ -132,4 +179,21 @@ export function mergeDocuments(base, mine, theirs) {
   }
   doc = { ...doc, edges: doc.edges.filter((edge) => !baseEdges.has(edgeId(edge)) || mineEdges.has(edgeId(edge))) };
   return { document: doc, conflicts };
+}
+
+/**
+ * What to write into the shared document for a local edit: the changes from ``base`` (what this
+ * editor last had in common with the shared document) to ``mine`` (its document now), re-applied on
+ * ``theirs`` (the shared document now, which may hold others' changes this editor has not drawn
+ * yet). Writing ``mine`` as it is would put back the stale values of what the others just changed.
+ */
+export function localChangeOnto(base, mine, theirs) {
+  if (!base || JSON.stringify(theirs) === JSON.stringify(base)) return mine;
+  const { document } = mergeDocuments(base, mine, theirs);
+  const out = { ...document };
+  if (!same(base.metadata, mine.metadata)) {
+    if (mine.metadata === undefined) delete out.metadata;
+    else out.metadata = clone(mine.metadata);
+  }
+  return out;
 }

@@ -5,12 +5,24 @@ import { ViewportPortal } from "@xyflow/react";
 import { api, errorText } from "../api.js";
 import "../collab/collab.css";
 
-const POLL_MS = 5000;
+const RETRY_MS = [500, 1000, 2000, 5000];
 
-/** The pipeline's comments, refreshed every few seconds; null pipeline id: none yet. */
+function feedUrl(config, pipelineId) {
+  if (!config.collab || !config.collab.url) return null;
+  const url = new URL(`${config.collab.url}/${pipelineId}/comments`, window.location.href);
+  url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+  return url.href;
+}
+
+/**
+ * The pipeline's comments, kept current live: the server pushes "a comment changed" over
+ * /ws/collab/pipelines/<id>/comments and the list is reloaded (also after every reconnect, so
+ * nothing missed while offline stays missing). No polling. Null pipeline id: none yet.
+ */
 export function useComments(config, pipelineId) {
   const [comments, setComments] = useState([]);
   const [error, setError] = useState("");
+  const [live, setLive] = useState(false);
   const url = pipelineId && config.urls.comments ? config.urls.comments.replace("{id}", pipelineId) : null;
   const refresh = useCallback(async () => {
     if (!url) return;
@@ -24,11 +36,34 @@ export function useComments(config, pipelineId) {
   useEffect(() => {
     if (!url) return undefined;
     refresh();
-    const timer = window.setInterval(() => {
-      if (!document.hidden) refresh();
-    }, POLL_MS);
-    return () => window.clearInterval(timer);
-  }, [url, refresh]);
+    const address = feedUrl(config, pipelineId);
+    if (!address) return undefined;
+    let socket = null;
+    let retry = null;
+    let attempts = 0;
+    let closed = false;
+    const open = () => {
+      socket = new WebSocket(address);
+      socket.onopen = () => {
+        if (attempts > 0) refresh(); // what changed while the feed was down
+        attempts = 0;
+        setLive(true);
+      };
+      socket.onmessage = () => refresh();
+      socket.onclose = () => {
+        setLive(false);
+        if (closed) return;
+        retry = window.setTimeout(open, RETRY_MS[Math.min(attempts, RETRY_MS.length - 1)]);
+        attempts += 1;
+      };
+    };
+    open();
+    return () => {
+      closed = true;
+      window.clearTimeout(retry);
+      if (socket) socket.close();
+    };
+  }, [url, refresh, config, pipelineId]);
   const post = useCallback(
     async (body) => {
       const created = await api("POST", url, body);
@@ -44,7 +79,7 @@ export function useComments(config, pipelineId) {
     },
     [url, refresh],
   );
-  return { comments, error, post, patch, enabled: Boolean(url) };
+  return { comments, error, post, patch, live, enabled: Boolean(url) };
 }
 
 /** Threads (first comments) with their replies, newest activity last. */

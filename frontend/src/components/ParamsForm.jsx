@@ -1,6 +1,7 @@
 import { memo, useRef } from "react";
 import Form from "@rjsf/core";
 import validator from "@rjsf/validator-ajv8";
+import { onlyDefaultsAdded } from "../document.js";
 
 const uiSchema = { "ui:submitButtonOptions": { norender: true } };
 // Never invent array items the user did not type (an empty optional list stays absent).
@@ -10,7 +11,9 @@ const defaultsBehaviour = { arrayMinItems: { populate: "never" } };
  * The block's parameter form, generated from its JSON Schema by react-jsonschema-form with the ajv8
  * validator (formats such as "date" included): live validation, inline errors, help text and
  * defaults from the spec. Changes count only once the user has touched the form, so that merely
- * selecting a node never alters the document.
+ * selecting a node never alters the document; and a change that only fills in defaults (the form
+ * does that when the parameters change from outside: an undo, someone else's live edit) is not
+ * written back as a change of this user's.
  */
 function ParamsForm({ nodeId, schema, params, onChange }) {
   const touched = useRef(false);
@@ -31,7 +34,7 @@ function ParamsForm({ nodeId, schema, params, onChange }) {
         showErrorList={false}
         noHtml5Validate
         onChange={(event) => {
-          if (touched.current) onChange(event.formData);
+          if (touched.current && !onlyDefaultsAdded(schema, params, event.formData)) onChange(event.formData);
         }}
         onSubmit={() => {}}
       />

@@ -25,7 +25,7 @@ export function PresenceBar({ status, peers, me }) {
       <span className={`collab-status collab-${status}`} data-testid="collab-status" data-status={status}>{STATUS_TEXT[status] || status}</span>
       <ul className="collab-avatars">
         {others.map((user) => (
-          <li key={user.id} className="collab-avatar" style={{ background: user.colour }} title={`${user.name} is editing`} data-user={user.name}>
+          <li key={user.id} className="collab-avatar" style={{ background: user.colour }} title={`${user.name} is ${user.viewing ? "viewing (read-only)" : "editing"}`} data-user={user.name} data-viewing={user.viewing ? "true" : undefined}>
             <span aria-hidden="true">{initials(user.name)}</span>
             <span className="visually-hidden">{user.name}</span>
           </li>

@@ -111,7 +111,7 @@ function Inspector({ node, catalog, issues, onParams, onLabel, onVersion, onRena
   );
 }
 
-function Problems({ issues, checking, onFocusIssue, onFix }) {
+function Problems({ issues, checking, onFocusIssue, onFix, readOnly }) {
   return (
     <section className="problems" aria-labelledby="problems-title">
       <h2 id="problems-title">
@@ -126,7 +126,7 @@ function Problems({ issues, checking, onFocusIssue, onFix }) {
               <button type="button" className="link" onClick={() => onFocusIssue(issue)} disabled={!issue.nodeRef}>
                 {issue.node ? <code>{issue.node}{issue.port ? `.${issue.port}` : ""}</code> : null} {issue.message}
               </button>
-              {fixOf(issue) ? (
+              {fixOf(issue) && !readOnly ? (
                 <button type="button" className="small fix-button" title={fixOf(issue).title} onClick={() => onFix(issue)}>
                   {fixLabel(fixOf(issue))}
                 </button>
@@ -139,7 +139,7 @@ function Problems({ issues, checking, onFocusIssue, onFix }) {
   );
 }
 
-function Versions({ pipeline, versions, onRestore }) {
+function Versions({ pipeline, versions, onRestore, readOnly }) {
   if (!pipeline) return null;
   return (
     <details className="versions">
@@ -149,7 +149,7 @@ function Versions({ pipeline, versions, onRestore }) {
           <li key={version.number}>
             <strong>v{version.number}</strong> {new Date(version.created_at).toLocaleString()}
             {version.message ? ` — ${version.message}` : ""}{" "}
-            <button type="button" className="small" onClick={() => onRestore(version)} aria-label={`Restore version ${version.number}`}>Restore</button>
+            {readOnly ? null : <button type="button" className="small" onClick={() => onRestore(version)} aria-label={`Restore version ${version.number}`}>Restore</button>}
           </li>
         ))}
       </ul>
@@ -158,9 +158,11 @@ function Versions({ pipeline, versions, onRestore }) {
 }
 
 export default function SidePanel(props) {
-  const { selected, catalog, issuesByNode } = props;
+  const { selected, catalog, issuesByNode, readOnly } = props;
   return (
     <aside className="ed-side" aria-label="Details">
+      {/* read-only: every field and button of the inspector is disabled (a viewer's editor) */}
+      <fieldset className="plain" disabled={Boolean(readOnly)}>
       {selected.length === 1 ? (
         <Inspector
           node={selected[0]}
@@ -173,7 +175,7 @@ export default function SidePanel(props) {
           onDelete={props.onDelete}
           onTarget={props.onTarget}
         />
-      ) : selected.length > 1 ? (
+      ) : selected.length > 1 && !readOnly ? (
         <section className="inspector" aria-labelledby="inspector-title">
           <h2 id="inspector-title">{selected.length} nodes selected</h2>
           <p>
@@ -191,8 +193,9 @@ export default function SidePanel(props) {
           </div>
         </section>
       )}
-      <Problems issues={props.issues} checking={props.checking} onFocusIssue={props.onFocusIssue} onFix={props.onFix} />
-      <Versions pipeline={props.pipeline} versions={props.versions} onRestore={props.onRestore} />
+      </fieldset>
+      <Problems issues={props.issues} checking={props.checking} onFocusIssue={props.onFocusIssue} onFix={props.onFix} readOnly={readOnly} />
+      <Versions pipeline={props.pipeline} versions={props.versions} onRestore={props.onRestore} readOnly={readOnly} />
     </aside>
   );
 }

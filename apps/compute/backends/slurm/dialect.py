@@ -34,8 +34,8 @@ STATES: dict[str, JobStatus] = {
     # job that ended by itself is DONE and the result file says how the step went.
     "COMPLETED": JobStatus(JobState.DONE),
     "FAILED": JobStatus(JobState.DONE),
-    "TIMEOUT": JobStatus(JobState.DIED, "walltime exceeded on the cluster"),
-    "OUT_OF_MEMORY": JobStatus(JobState.DIED, "out of memory on the cluster"),
+    "TIMEOUT": JobStatus(JobState.DIED, "walltime exceeded on the cluster (Slurm TIMEOUT)"),
+    "OUT_OF_MEMORY": JobStatus(JobState.DIED, "out of memory on the cluster (Slurm OUT_OF_MEMORY)"),
     "NODE_FAIL": JobStatus(JobState.DIED, "the cluster node failed", retry=True),
     "PREEMPTED": JobStatus(JobState.DIED, "pre-empted by a job of higher priority", retry=True),
     "BOOT_FAIL": JobStatus(JobState.DIED, "the cluster node failed to boot", retry=True),
@@ -66,6 +66,9 @@ class BatchOptions:
     administrator in the target's configuration, never by users."""
     store_root: str = ""
     """The artifact store root as the cluster sees it (``--store-root`` of the runner)."""
+    max_walltime_s: int = 0
+    """The partition's time limit (0: none): a job asks for at most this much, and the cluster ends
+    a step that needs more with TIMEOUT."""
 
 
 def _checked(name: str, value: str) -> str:
@@ -83,11 +86,22 @@ def walltime(seconds: int) -> str:
     return f"{days}-{hours:02d}:{rest // 60:02d}:00"
 
 
-def batch_script(*, name: str, manifests: Sequence[str], resources: Resources, options: BatchOptions) -> str:
+def batch_script(*, name: str, manifests: Sequence[str], resources: Resources, options: BatchOptions,
+                 log_dir: str, chain: bool = False, tasks: int = 1) -> str:
     """A batch script running ``python -m blocks.runner`` on each manifest: one job for one
-    manifest, a job array (one task per manifest) for several. Resources are per task."""
+    manifest, a job array (one task per manifest) for several. With ``chain``, each of ``tasks``
+    tasks (a job array when more than one) runs ``python -m blocks.chain <log_dir>/chain-<task>.json``
+    instead: several steps one after the other in one task (``manifests`` is then not used). Resources
+    are per task.
+
+    Slurm writes the job's standard output and error to ``<log_dir>/<task>/_slurm.out`` and
+    ``_slurm.err`` (``<log_dir>/0/`` for a single job or a chain): the executor makes each
+    ``<log_dir>/<task>`` a link to the step's own directory, so nothing lands anywhere else."""
     if not manifests:
         raise ValueError("a batch script needs at least one manifest")
+    array = tasks > 1 if chain else len(manifests) > 1
+    count = tasks if chain else len(manifests)
+    task_dir = f"{shlex.quote(log_dir)}/%a" if array else f"{shlex.quote(log_dir)}/0"
     lines = ["#!/bin/bash", f"#SBATCH --job-name={_checked('job name', name)}"]
     for flag, value in (("partition", options.partition), ("account", options.account), ("qos", options.qos)):
         if value:
@@ -97,26 +111,35 @@ def batch_script(*, name: str, manifests: Sequence[str], resources: Resources, o
         "#SBATCH --ntasks=1",
         f"#SBATCH --cpus-per-task={max(1, int(resources.cpus))}",
         f"#SBATCH --mem={max(1, int(resources.memory_mb))}M",
-        f"#SBATCH --time={walltime(resources.walltime_s)}",
+        f"#SBATCH --time={walltime(job_walltime(resources.walltime_s, options))}",
         f"#SBATCH --chdir={shlex.quote(options.workdir)}",
-        f"#SBATCH --output={shlex.quote(options.workdir)}/slurm-%A_%a.out" if len(manifests) > 1
-        else f"#SBATCH --output={shlex.quote(options.workdir)}/slurm-%j.out",
-        "#SBATCH --signal=B:TERM@30",
+        f"#SBATCH --output={task_dir}/_slurm.out",
+        f"#SBATCH --error={task_dir}/_slurm.err",
     ]
     if resources.gpus:
         lines.append(f"#SBATCH --gres=gpu:{int(resources.gpus)}")
-    if len(manifests) > 1:
-        lines.append(f"#SBATCH --array=0-{len(manifests) - 1}")
+    if array:
+        lines.append(f"#SBATCH --array=0-{count - 1}")
     lines += ["set -euo pipefail", "unset DJANGO_SETTINGS_MODULE"]
     lines += [f"module load {_checked('module', module)}" for module in options.modules]
     lines += list(options.setup)
+    store = f" --store-root {shlex.quote(options.store_root)}" if options.store_root else ""
+    if chain:
+        chain_file = shlex.quote(f"{log_dir}/chain-") + '"${SLURM_ARRAY_TASK_ID:-0}.json"'
+        lines.append(f"exec {shlex.quote(options.python)} -m blocks.chain {chain_file}{store}")
+        return "\n".join(lines) + "\n"
     quoted = " ".join(shlex.quote(uri) for uri in manifests)
     lines.append(f"MANIFESTS=({quoted})")
     lines.append('MANIFEST=${MANIFESTS[${SLURM_ARRAY_TASK_ID:-0}]}')
-    store = f" --store-root {shlex.quote(options.store_root)}" if options.store_root else ""
     # exec: the runner itself receives Slurm's TERM at cancel and walltime and ends the step cleanly.
     lines.append(f'exec {shlex.quote(options.python)} -m blocks.runner "$MANIFEST"{store}')
     return "\n".join(lines) + "\n"
+
+
+def job_walltime(seconds: int, options: BatchOptions) -> int:
+    """What a job asks for: the step's walltime, at most the target's ``max_walltime_s``."""
+    seconds = max(1, int(seconds))
+    return min(seconds, options.max_walltime_s) if options.max_walltime_s else seconds
 
 
 def sbatch_command() -> list[str]:
@@ -227,4 +250,5 @@ def options_from(config: Mapping[str, object]) -> BatchOptions:
         modules=tuple(str(m) for m in config.get("modules") or ()),
         setup=tuple(str(line) for line in config.get("setup") or ()),
         store_root=str(config.get("store_root") or ""),
+        max_walltime_s=int(config.get("max_walltime_s") or 0),
     )

@@ -49,6 +49,10 @@ class Shell(Protocol):
         """Copy one local file to ``remote`` (parents created)."""
         ...
 
+    def link(self, target: str, link: str) -> None:
+        """Make ``link`` a symbolic link to ``target`` (parents of both created; an old link replaced)."""
+        ...
+
 
 def _failure(argv: list[str], code: int, stderr: str) -> BackendError:
     message = (stderr or "").strip().splitlines()[-1:] or [f"exit status {code}"]
@@ -97,6 +101,15 @@ class LocalShell:
             return
         Path(remote).parent.mkdir(parents=True, exist_ok=True)
         Path(remote).write_bytes(Path(local).read_bytes())
+
+    def link(self, target: str, link: str) -> None:
+        try:
+            Path(target).mkdir(parents=True, exist_ok=True)
+            Path(link).parent.mkdir(parents=True, exist_ok=True)
+            Path(link).unlink(missing_ok=True)
+            os.symlink(target, link)
+        except OSError as error:
+            raise BackendError(f"cannot prepare the job's log directory: {error}") from error
 
 
 class SSHShell:
@@ -229,6 +242,19 @@ class SSHShell:
                         sftp.get(f"{remote}/{entry.filename}", str(local / entry.filename))
         except OSError as error:
             raise BackendError(f"cannot fetch results from {self.host}: {error}") from error
+
+    def link(self, target: str, link: str) -> None:
+        try:
+            with self._sftp() as sftp:
+                self._mkdirs(sftp, PurePosixPath(target))
+                self._mkdirs(sftp, PurePosixPath(link).parent)
+                try:
+                    sftp.remove(link)
+                except FileNotFoundError:
+                    pass
+                sftp.symlink(target, link)
+        except OSError as error:
+            raise BackendError(f"cannot prepare the job's log directory on {self.host}: {error}") from error
 
     def put_file(self, local: Path, remote: str) -> None:
         try:
