@@ -42,6 +42,14 @@ def launcher():
     server.close()
 
 
+def needs_separate_user() -> None:
+    """Skip where the worker is not root (it cannot hand steps another user); as root (CI and the
+    compose file), protections that do not hold are a failure, never a skip."""
+    if os.geteuid() != 0:
+        pytest.skip("the file protections need the worker to run as root (see apps.compute.isolation)")
+    assert protections()["separate_user"], "running as root, yet steps do not get a user of their own"
+
+
 def manifest_for(
     block_id: str, params: dict | None = None, *, run: str, walltime_s: int = 60
 ) -> StepManifest:
@@ -74,8 +82,7 @@ def test_the_environment_of_a_step_is_an_allow_list():
 def test_a_block_in_an_isolated_step_finds_no_secrets(launcher):
     """Environment, secret key file, database file, other runs' artifacts, the portal's and the
     launcher's /proc/<pid>/environ and /proc/<pid>/root: all out of reach."""
-    if not protections()["separate_user"]:
-        pytest.skip("the file protections need the worker to run as root (see apps.compute.isolation)")
+    needs_separate_user()
     home = settings.ILIAD_HOME
     secret_file = home / "secret_key"
     assert secret_file.read_text().strip() == settings.SECRET_KEY
@@ -203,8 +210,7 @@ def test_the_launcher_holds_no_secrets_and_no_django(launcher):
 def test_links_a_block_leaves_in_its_output_are_never_followed(launcher):
     """A block replaces its events file (and more) with links to the secret key file; the next
     attempt in the same directory, run by root, neither truncates, chowns nor reads through them."""
-    if not protections()["separate_user"]:
-        pytest.skip("needs the worker to run as root")
+    needs_separate_user()
     secret_file = settings.ILIAD_HOME / "secret_key"
     before = (secret_file.read_text(), secret_file.stat().st_uid, secret_file.stat().st_mode)
     manifest = manifest_for("isolation.plant_links", {"target": str(secret_file)}, run="links")
@@ -241,8 +247,7 @@ def test_without_network_a_step_cannot_reach_the_broker(monkeypatch):
 def test_a_step_cannot_look_into_another_running_step(launcher):
     """Both run as the same unprivileged user: the other's /proc entries (environment, its root and
     with it its private output directory) stay closed."""
-    if not protections()["separate_user"]:
-        pytest.skip("needs the worker to run as root")
+    needs_separate_user()
     import threading
 
     events: list[dict] = []
