@@ -275,8 +275,8 @@ def body_cases(operation: Operation) -> list[Case]:
                 ))
     # FINDING, for a design decision: an unknown field is ignored today, so a misspelt optional
     # field ("descripton") is lost without a word. Refusing unknown fields would break clients that
-    # send more than they must (the editor's run dialog already sends "data_space", not yet part of
-    # the API). Until that is decided the case only checks that the field does not come back.
+    # send more than they must. Until that is decided the case only checks that the field does not
+    # come back.
     cases.append(Case(operation, "unknown field", body=json.dumps({**valid, UNKNOWN_FIELD: 1}).encode(),
                       names=UNKNOWN_FIELD))
     json_body = json.dumps(valid).encode()
