@@ -245,6 +245,31 @@ def test_a_run_on_a_polled_target_runs_each_step_in_a_runner_process(
 
 
 @pytest.mark.e2e
+def test_a_target_runs_at_most_its_maximum_of_steps_at_once_and_the_others_follow(
+    transactional_db, user, catalog, tmp_path
+):
+    ComputeTarget.objects.create(name="procs", title="Processes", kind="subprocess", max_concurrent_steps=2)
+    markers = [tmp_path / f"calls-{index}.txt" for index in range(5)]
+    doc = document(
+        [node(f"s{index}", "testing.count_calls", marker=str(marker), sleep_s=0.5)
+         for index, marker in enumerate(markers)], [])
+    pipeline = pipeline_create(owner=user, name="capped", document=doc)
+    run = run_submit(pipeline=pipeline, user=user, target="procs")
+    busiest = []
+
+    def count_busy() -> None:
+        orchestration.steps_dispatch_held()  # the periodic safety net (every 15 s in beat)
+        busiest.append(StepRun.objects.filter(run=run, state__in=("submitted", "running")).count())
+
+    count_busy()
+    assert busiest == [2]
+    assert StepRun.objects.filter(run=run, state="queued", dispatched_at__isnull=True).count() == 3
+    run = poll_until_finished(run.pk, between=count_busy)
+    assert run.state == "succeeded", states(run)
+    assert max(busiest) == 2 and all(marker.read_text() for marker in markers)
+
+
+@pytest.mark.e2e
 def test_a_polled_job_that_died_runs_again_and_a_cancelled_one_ends_within_5_s(
     transactional_db, user, catalog, tmp_path
 ):

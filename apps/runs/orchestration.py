@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
-from django.db.models import Case, Count, F, Value, When
+from django.db.models import Case, Count, F, Q, Value, When
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 
@@ -518,6 +518,9 @@ def dispatch_steps(step_ids: list[int], *, target: str) -> None:
     except BackendError as error:
         launch_failed(step_ids, target=target, error=error)
         return
+    step_ids = _within_capacity(step_ids, target)
+    if not step_ids:
+        return
     if executor is None:
         _send_celery(step_ids, queue=target)
         return
@@ -534,6 +537,34 @@ def dispatch_steps(step_ids: list[int], *, target: str) -> None:
         logger.exception(
             "could not dispatch steps %s to %s; they stay queued for re-dispatch", step_ids, target
         )
+
+
+def _within_capacity(step_ids: list[int], target: str) -> list[int]:
+    """The first of ``step_ids`` that fit under target ``target``'s ``max_concurrent_steps``
+    (counting its steps dispatched, submitted or running); the others go back to held (queued, not
+    dispatched), dispatched again when the user's steps end (release_held) or by the periodic
+    ``steps_dispatch_held``. The target's row is locked while counting, so that two dispatchers do
+    not both fill the same room."""
+    row = _target_row(target)
+    if row is None or not row.max_concurrent_steps:
+        return step_ids
+    from apps.compute.models import ComputeTarget
+
+    with transaction.atomic():
+        ComputeTarget.objects.select_for_update().filter(pk=row.pk).exists()
+        busy = (
+            StepRun.objects.filter(target=target)
+            .filter(
+                Q(state__in=LAUNCHED_STEP_STATES)
+                | Q(state=StepState.QUEUED, dispatched_at__isnull=False)
+            )
+            .exclude(pk__in=step_ids)
+            .count()
+        )
+        room = max(0, row.max_concurrent_steps - busy)
+        if room < len(step_ids):
+            StepRun.objects.filter(pk__in=step_ids[room:], state=StepState.QUEUED).update(dispatched_at=None)
+    return step_ids[:room]
 
 
 MAX_OVERFLOW_HOPS = 4
