@@ -217,9 +217,10 @@ export default function DataBrowser({ selected, catalog, onParams, onVersion, on
         </>
       ) : null}
       {error ? <p className="data-error" role="alert">{error}</p> : null}
-      {busy ? <p role="status">Loading…</p> : null}
+      {/* Not a second status region: the editor's status line is the one place screen readers hear. */}
+      {busy ? <p className="data-loading" aria-hidden="true">Loading…</p> : null}
       {listing ? (
-        <ul className="data-entries" aria-label={listing.searched ? `Search results for ${listing.searched}` : `Contents of ${path || "the space"}`}>
+        <ul className="data-entries" aria-busy={busy ? "true" : "false"} aria-label={listing.searched ? `Search results for ${listing.searched}` : `Contents of ${path || "the space"}`}>
           {listing.entries.length === 0 ? <li>Nothing here.</li> : null}
           {listing.entries.map((entry) => (
             <li key={entry.path}>
