@@ -20,7 +20,7 @@ MHW_STAMP := $(MHW_VENV)/.installed-$(shell cat $(MHW_REQ) 2>/dev/null | sha256s
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/iliad
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/7
 
-.PHONY: help venv run test test-embedded test-stack check-services lint bench bench-editor clean lock \
+.PHONY: help venv run test test-deps test-embedded test-stack check-services lint bench bench-editor clean lock \
 	frontend frontend-deps browser-deps reference-env oidc-deps slurm-cluster
 
 help: ## list the targets
@@ -51,10 +51,12 @@ $(STAMP):
 run: venv ## start the portal with embedded Redis, a worker and uvicorn (PORT=8000 ILIAD_HOME=var)
 	exec $(VPY) -m iliad_portal.embedded
 
-test: venv browser-deps frontend-deps reference-env oidc-deps slurm-cluster ## ruff, the whole suite (SQLite + embedded Redis), then the e2e tests on PostgreSQL + Redis
+test: test-deps ## ruff, the whole suite (SQLite + embedded Redis), then the e2e tests on PostgreSQL + Redis
 	$(VENV)/bin/ruff check .
 	$(MAKE) --no-print-directory test-embedded
 	$(MAKE) --no-print-directory test-stack
+
+test-deps: venv browser-deps frontend-deps reference-env oidc-deps slurm-cluster ## what the suite needs: Chromium, npm packages, the reference env, the OIDC provider, the Slurm test cluster
 
 test-embedded: venv reference-env browser-deps frontend-deps oidc-deps slurm-cluster ## the whole test suite on SQLite + an embedded Redis-protocol server
 	$(VPY) -m pytest --durations=25

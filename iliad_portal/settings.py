@@ -120,6 +120,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "iliad_portal.api_errors.refuse_nul_in_path",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",  # last: turns a refused sign-in into the lock-out page
@@ -147,6 +148,7 @@ TEMPLATES = [
 # --- database -------------------------------------------------------------------------------------
 DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{ILIAD_HOME / 'db.sqlite3'}"
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+ILIAD_DB_IDLE_IN_TRANSACTION_S = envint("ILIAD_DB_IDLE_IN_TRANSACTION_S", 20)  # PostgreSQL, see below
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"] = {
         # Web server and worker processes write concurrently: WAL lets readers go on during a write,
@@ -156,6 +158,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
     DATABASES["default"]["TEST"] = {"NAME": str(ILIAD_HOME / "test-db.sqlite3")}
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A process frozen inside a transaction (stopped, suspended VM) would hold its rows locked for ever,
+    # and with them the take-back of its steps: the server ends such a session. The embedded SQLite
+    # gives up on a lock after 30 s, so no transaction of ours idles anywhere near this long.
+    DATABASES["default"]["OPTIONS"] = {
+        "options": f"-c idle_in_transaction_session_timeout={ILIAD_DB_IDLE_IN_TRANSACTION_S * 1000}",
+    }
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import OperationalError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -118,13 +118,40 @@ def steps_recover_stalled(*, stalled_after: timedelta, max_attempts: int, wallti
         if started_at + timedelta(seconds=walltime_s) + walltime_grace < now
     ]
     failed = sum(
-        step_fail_overdue(step_id=step_id, attempts=attempts, grace=walltime_grace)
+        _unless_locked(step_fail_overdue, step_id=step_id, attempts=attempts, grace=walltime_grace)
         for step_id, attempts in overdue
     )
     return failed + sum(
-        step_recover(step_id=step_id, last_heartbeat=last_heartbeat, max_attempts=max_attempts)
+        _unless_locked(
+            step_recover, step_id=step_id, last_heartbeat=last_heartbeat, max_attempts=max_attempts
+        )
         for step_id, last_heartbeat in stalled
     )
+
+
+LOCK_WAIT_S = 5
+"""How long a take-back waits for a row another session holds (PostgreSQL) before it leaves the step
+to the next round."""
+
+
+def _wait_briefly_for_locks() -> None:
+    """A frozen process (a stopped or suspended worker) can hold a step's row in an open transaction
+    until the server ends its session (``ILIAD_DB_IDLE_IN_TRANSACTION_S``); the reconciler must not
+    hang on it meanwhile, nor hold up the other steps."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_WAIT_S}s'")
+
+
+def _unless_locked(take_back, **step) -> bool:
+    """``take_back(**step)``, or False when a row it needs stayed locked (tried again next round)."""
+    try:
+        return take_back(**step)
+    except OperationalError as error:
+        if getattr(error.__cause__, "sqlstate", None) != "55P03":  # lock_not_available
+            raise
+        logger.warning("step %s is locked by another session; tried again next round", step["step_id"])
+        return False
 
 
 def _requeue_or_fail(
@@ -182,6 +209,7 @@ def step_recover(*, step_id: int, last_heartbeat: datetime, max_attempts: int) -
     cancelled run is cancelled. Returns False, changing nothing, when the step is no longer running
     under that claim or its worker sent a heartbeat since: a live worker always keeps its step.
     """
+    _wait_briefly_for_locks()
     step = (
         StepRun.objects.only("id", "run_id", "node_id", "attempts", "worker", "target")
         .filter(pk=step_id)
@@ -218,6 +246,7 @@ def step_fail_overdue(*, step_id: int, attempts: int, grace: timedelta) -> bool:
     and then records nothing. Returns False, changing nothing, when the step is no longer running
     under that claim or has not overrun by more than ``grace``.
     """
+    _wait_briefly_for_locks()
     step = (
         StepRun.objects.only(
             "id",
