@@ -58,7 +58,7 @@ test: test-deps ## ruff, the whole suite (SQLite + embedded Redis), then the e2e
 
 test-deps: venv browser-deps frontend-deps reference-env oidc-deps slurm-cluster ## what the suite needs: Chromium, npm packages, the reference env, the OIDC provider, the Slurm test cluster
 
-test-embedded: venv reference-env browser-deps frontend-deps oidc-deps slurm-cluster ## the whole test suite on SQLite + an embedded Redis-protocol server
+test-embedded: test-deps ## the whole test suite on SQLite + an embedded Redis-protocol server
 	$(VPY) -m pytest --durations=25
 
 # On a shared database the settings need ILIAD_SECRET_KEY (they refuse to invent one): a fresh one per run.

@@ -4,10 +4,10 @@ messages of a refused request body or query)."""
 
 import logging
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, JsonResponse
+from django.utils.deprecation import MiddlewareMixin
 from django.views import defaults
 from rest_framework import status
 from rest_framework.exceptions import NotFound, ValidationError
@@ -92,26 +92,10 @@ def page_not_found(request, exception):
     return defaults.page_not_found(request, exception)
 
 
-def refuse_nul_in_path(get_response):
-    """Middleware: a path with a NUL character names nothing here, so it is a 404 (JSON under /api/)
-    before any view looks it up; PostgreSQL refuses even to compare text that holds one."""
-    def refused(request) -> bool:
-        return "\x00" in request.path_info
+class RefuseNulInPath(MiddlewareMixin):
+    """A path with a NUL character names nothing here, so it is a 404 (JSON under /api/) before any
+    view looks it up; PostgreSQL refuses even to compare text that holds one."""
 
-    if iscoroutinefunction(get_response):
-        async def middleware(request):
-            if refused(request):
-                raise Http404("no resource has a NUL character in its name")
-            return await get_response(request)
-
-        return markcoroutinefunction(middleware)
-
-    def middleware(request):
-        if refused(request):
+    def process_request(self, request):
+        if "\x00" in request.path_info:
             raise Http404("no resource has a NUL character in its name")
-        return get_response(request)
-
-    return middleware
-
-
-refuse_nul_in_path.sync_capable = refuse_nul_in_path.async_capable = True

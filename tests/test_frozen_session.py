@@ -57,7 +57,10 @@ def test_a_step_locked_by_a_frozen_session_is_taken_back_once_the_server_ends_th
 
     # The frozen worker: mid-way through writing a heartbeat with its events, then nothing.
     frozen = connections.create_connection("default")
-    frozen.settings_dict["OPTIONS"] = {"options": "-c idle_in_transaction_session_timeout=3000"}
+    # A copy: the wrapper shares the settings' dict, and every later connection would get 3 s.
+    frozen.settings_dict = {
+        **frozen.settings_dict, "OPTIONS": {"options": "-c idle_in_transaction_session_timeout=3000"}
+    }
     frozen.set_autocommit(False)
     with frozen.cursor() as cursor:
         cursor.execute(f"UPDATE {StepRun._meta.db_table} SET heartbeat_at = now() WHERE id = %s", [step.pk])
