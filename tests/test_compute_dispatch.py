@@ -241,7 +241,7 @@ def test_a_run_on_a_polled_target_runs_each_step_in_a_runner_process(
     assert progress.exists()  # read from the runner's events file
     assert list(
         RunEvent.objects.filter(run=run, node_id="s0", kind="state").values_list("payload__state", flat=True)
-    ) == ["queued", "running", "succeeded"]
+    ) == ["queued", "submitted", "running", "succeeded"]
 
 
 @pytest.mark.e2e

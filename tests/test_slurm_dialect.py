@@ -27,7 +27,8 @@ def test_one_manifest_is_one_job_with_the_steps_resources():
     for line in ("#SBATCH --partition=short", "#SBATCH --account=ocean-01", "#SBATCH --cpus-per-task=4",
                  "#SBATCH --mem=8000M", "#SBATCH --time=0-01:01:00", "#SBATCH --gres=gpu:1",
                  "#SBATCH --output=/scratch/iliad/jobs/t1/0/_slurm.out",
-                 "#SBATCH --error=/scratch/iliad/jobs/t1/0/_slurm.err", "module load python/3.11",
+                 "#SBATCH --error=/scratch/iliad/jobs/t1/0/_slurm.err", "#SBATCH --no-requeue",
+                 "module load python/3.11",
                  "MANIFESTS=('/scratch/iliad/m 1.json')",
                  'exec /opt/iliad/bin/python -m blocks.runner "$MANIFEST" --store-root /scratch/store'):
         assert line in script.splitlines(), line

@@ -691,10 +691,18 @@ def _launch_polled(executor, step_ids: list[int], *, target: str) -> None:
                 attempts=F("attempts") - 1,
             )
         raise
-    for step, external_id in zip(steps, external_ids, strict=True):
-        StepRun.objects.filter(pk=step.pk, state=StepState.SUBMITTED, attempts=step.attempts).update(
-            external_id=external_id, launch_attempts=0, launch_after=None
-        )
+    submitted: dict[int, list[NewEvent]] = {}
+    with transaction.atomic():
+        for step, external_id in zip(steps, external_ids, strict=True):
+            if StepRun.objects.filter(pk=step.pk, state=StepState.SUBMITTED, attempts=step.attempts).update(
+                external_id=external_id, launch_attempts=0, launch_after=None
+            ):
+                # Shown to the user: a step may wait at a polled target (a cluster's queue) for long.
+                submitted.setdefault(step.run_id, []).append(
+                    state_event(StepState.SUBMITTED, step.node_id, reason=f"job {external_id} on {target}")
+                )
+        for run_id, events in submitted.items():
+            events_append(run_id=run_id, events=events)
     _log_packing(executor, steps)
 
 

@@ -235,3 +235,29 @@ def hpc_job(ctx, inputs, params):
         raise RuntimeError("planned failure")
     total = (inputs.get("previous") or {}).get("total", 0) + params["add"]
     return {"result": {"total": total, "slurm_job": os.environ.get("SLURM_JOB_ID", "")}}
+
+
+@block(
+    id="testing.hang",
+    version="1.0.0",
+    title="Hangs past its walltime",
+    category="utility",
+    outputs=(Port("result", "json"),),
+    parameters={
+        "type": "object",
+        "properties": {"marker": {"type": "string"}},
+        "required": ["marker"],
+        "additionalProperties": False,
+    },
+    resources=Resources(walltime_s=2),
+)
+def hang(ctx, inputs, params):
+    """Writes its pid to ``marker``, ignores SIGTERM and sleeps for ever without a progress report:
+    only its executor's walltime enforcement (or SIGKILL) ends it."""
+    import signal
+    import time
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    Path(params["marker"]).write_text(f"{os.getpid()}\n")
+    while True:
+        time.sleep(1)

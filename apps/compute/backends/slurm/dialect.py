@@ -115,6 +115,9 @@ def batch_script(*, name: str, manifests: Sequence[str], resources: Resources, o
         f"#SBATCH --chdir={shlex.quote(options.workdir)}",
         f"#SBATCH --output={task_dir}/_slurm.out",
         f"#SBATCH --error={task_dir}/_slurm.err",
+        # The portal owns attempts: after a node failure or pre-emption it starts a new attempt in a
+        # directory of its own; a job Slurm requeued would rerun into the old one under the same id.
+        "#SBATCH --no-requeue",
     ]
     if resources.gpus:
         lines.append(f"#SBATCH --gres=gpu:{int(resources.gpus)}")
