@@ -17,6 +17,7 @@ job) gives a new attempt that completes the run.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -49,6 +50,7 @@ class Target:
     name: str
     polled: bool
     processes: list[subprocess.Popen] = field(default_factory=list)
+    config: dict = field(default_factory=dict)
     restart: Callable[[], None] | None = None
     """Starts a replacement for the worker that serves a self-reporting target (after it was killed)."""
     reconciled_at: float = 0.0
@@ -81,33 +83,23 @@ def _stop(process: subprocess.Popen) -> None:
     stop(process)
 
 
-@pytest.fixture(params=KINDS)
-def target(request, transactional_db, catalog, django_user_model) -> Iterator[Target]:
+@pytest.fixture(scope="module", params=KINDS)
+def serving(request, django_db_setup) -> Iterator[Target]:
+    """What serves a target of one kind, started once for all the tests of that kind: a worker on
+    the target's own queue (isolation on) for Celery and RQ; the test cluster for Slurm."""
     kind = request.param
-    name = f"contract-{kind}-{uuid.uuid4().hex[:6]}"
+    harness = Target(kind, f"contract-{kind}-{uuid.uuid4().hex[:6]}", polled=kind in ("local", "slurm"))
+    workdir = None
     if kind == "celery":
         from tests.test_compute_executors import start_celery_worker
 
-        ComputeTarget.objects.create(name=name, title="Cloud queue", kind="celery", config={"isolate": True})
-        harness = Target(kind, name, polled=False)
-
-        def restart() -> None:
-            harness.processes.append(start_celery_worker(name)[0])
-
-        harness.restart = restart
-        restart()
+        harness.config = {"isolate": True}
+        harness.restart = lambda: harness.processes.append(start_celery_worker(harness.name)[0])
     elif kind == "rq":
-        ComputeTarget.objects.create(name=name, title="RQ queue", kind="rq", config={"isolate": True})
-        harness = Target(kind, name, polled=False)
-
-        def restart() -> None:
-            harness.processes.append(_start_rq_worker(name))
-
-        harness.restart = restart
-        restart()
+        harness.config = {"isolate": True}
+        harness.restart = lambda: harness.processes.append(_start_rq_worker(harness.name))
     elif kind == "local":
-        ComputeTarget.objects.create(name=name, title="This machine", kind="local", config={"grace_s": 1})
-        harness = Target(kind, name, polled=True)
+        harness.config = {"grace_s": 1}
     else:
         from tests.test_slurm_portal import CLUSTER, SLURM_HOME, SSH_PORT
 
@@ -118,18 +110,25 @@ def target(request, transactional_db, catalog, django_user_model) -> Iterator[Ta
         )
         assert done.returncode == 0, f"the Slurm test cluster did not come up:\n{done.stdout}\n{done.stderr}"
         workdir = Path(tempfile.mkdtemp(prefix="iliad-contract-slurm-"))
-        ComputeTarget.objects.create(
-            name=name, title="Test cluster", kind="slurm",
-            config={"workdir": str(workdir), "python": sys.executable, "partition": "debug",
-                    "setup": [f"export PYTHONPATH={REPO_ROOT}",
-                              "export ILIAD_BLOCK_MODULES=tests.support.blocks"]},
-        )
-        harness = Target(kind, name, polled=True)
+        harness.config = {
+            "workdir": str(workdir), "python": sys.executable, "partition": "debug",
+            "setup": [f"export PYTHONPATH={REPO_ROOT}", "export ILIAD_BLOCK_MODULES=tests.support.blocks"],
+        }
+    if harness.restart:
+        harness.restart()
     yield harness
     for process in harness.processes:
         _stop(process)
-    if kind == "slurm":
+    if workdir:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def target(serving, transactional_db, catalog) -> Target:
+    """The target's row (the database is emptied after each test), served by ``serving``."""
+    ComputeTarget.objects.create(name=serving.name, title=f"Contract ({serving.kind})", kind=serving.kind,
+                                 config=serving.config)
+    return serving
 
 
 def _start_rq_worker(queue: str) -> subprocess.Popen:
@@ -346,4 +345,13 @@ def node_failed() -> Iterator[None]:
     try:
         yield
     finally:
-        subprocess.run(["scontrol", "update", f"nodename={host}", "state=resume"], check=True)
+        # It may be back already (ReturnToService=2 returns a node whose slurmd registers again).
+        subprocess.run(["scontrol", "update", f"nodename={host}", "state=resume"], capture_output=True)
+        deadline = time.monotonic() + 30
+        while not re.match(r"(idle|mixed|allocated)\b", _node_state()):
+            assert time.monotonic() < deadline, f"the test cluster's node stays {_node_state()}"
+            time.sleep(0.2)
+
+
+def _node_state() -> str:
+    return subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True).stdout.strip()
