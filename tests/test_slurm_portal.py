@@ -173,7 +173,9 @@ def test_a_pipeline_with_its_middle_step_on_slurm_runs_through_the_portal_with_l
     assert f"submitted as Slurm job {job} on {name}" in messages
     states = list(RunEvent.objects.filter(run=run, node_id="model", kind="state").order_by("seq")
                   .values_list("payload__state", flat=True))
-    assert states == ["queued", "running", "succeeded"]
+    assert states == ["queued", "submitted", "running", "succeeded"]
+    submitted = RunEvent.objects.get(run=run, node_id="model", kind="state", payload__state="submitted")
+    assert submitted.payload["reason"] == f"job {job} on {name}"
     if ssh:  # it ran in the cluster's own store, and its files were fetched home
         assert list((tmp_path / "hpc-ssh-store").rglob("model/_result.json"))
     step_dir = path_from_uri(Artifact.objects.get(step=model).uri, settings.ILIAD_ARTIFACT_ROOT).parent
