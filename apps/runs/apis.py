@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Prefetch
-from django.http import FileResponse, Http404
+from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
@@ -16,6 +16,7 @@ from apps.pipelines.serializers import PipelineInvalidSerializer
 from apps.pipelines.services import PipelineInvalid
 from apps.projects.access import can
 from apps.runs import store as artifact_store
+from apps.runs.downloads import StreamedFileResponse
 from apps.runs.models import Artifact, Run, RunState
 from apps.runs.selectors import EVENTS_PAGE_MAX, run_events, run_get, runs_visible_to
 from apps.runs.serializers import (
@@ -335,8 +336,8 @@ class ArtifactDownloadApi(APIView):
         media_type = artifact.media_type.split(";", 1)[0].strip().lower() or "application/octet-stream"
         is_html = media_type == HTML_MEDIA_TYPE
         inline = request.query_params.get("inline") == "1" and (is_html or media_type in INLINE_MEDIA_TYPES)
-        response = FileResponse(
-            open(path, "rb"),  # noqa: SIM115 - FileResponse closes it
+        response = StreamedFileResponse(
+            open(path, "rb"),  # noqa: SIM115 - the response closes it
             as_attachment=not inline,
             filename=safe_download_name(f"{artifact.step.node_id}-{path.name}", f"artifact-{artifact.pk}"),
             content_type=media_type,
