@@ -15,4 +15,9 @@ urlpatterns = [
         apis.ArtifactDownloadApi.as_view(),
         name="api-artifact-download",
     ),
+    path(
+        "runs/<int:run_id>/artifacts/<int:artifact_id>/rows/",
+        apis.ArtifactRowsApi.as_view(),
+        name="api-artifact-rows",
+    ),
 ]

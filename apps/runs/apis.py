@@ -16,7 +16,7 @@ from apps.pipelines.serializers import PipelineInvalidSerializer
 from apps.pipelines.services import PipelineInvalid
 from apps.projects.access import can
 from apps.runs import store as artifact_store
-from apps.runs.downloads import StreamedFileResponse
+from apps.runs.downloads import StreamedFileResponse, table_head
 from apps.runs.models import Artifact, Run, RunState
 from apps.runs.selectors import EVENTS_PAGE_MAX, run_events, run_get, runs_visible_to
 from apps.runs.serializers import (
@@ -24,6 +24,7 @@ from apps.runs.serializers import (
     RunDetailSerializer,
     RunRerunSerializer,
     RunSerializer,
+    TableHeadSerializer,
 )
 from apps.runs.services import RunRejected, run_cancel, run_rerun, run_retry, run_submit
 from blocks.store import StoreError
@@ -178,8 +179,9 @@ class RunCancelApi(APIView):
 RUN_AGAIN_RESPONSES = {
     201: RunDetailSerializer,
     400: PipelineInvalidSerializer,
-    403: OpenApiResponse(description="You may see the run but not run (or, to change parameters, edit) "
-                         "its pipeline."),
+    403: OpenApiResponse(
+        description="You may see the run but not run (or, to change parameters, edit) its pipeline."
+    ),
     409: OpenApiResponse(description="The run cannot be run again this way (see detail)."),
 }
 
@@ -206,16 +208,21 @@ class RunRerunApi(APIView):
             from apps.dataspaces.selectors import space_reference_issues
 
             changed = data.validated_data["params"]
-            nodes = [{**node, "params": {**(node.get("params") or {}), **changed.get(node.get("id"), {})}}
-                     for node in (run.snapshot.get("document") or {}).get("nodes") or []]
+            nodes = [
+                {**node, "params": {**(node.get("params") or {}), **changed.get(node.get("id"), {})}}
+                for node in (run.snapshot.get("document") or {}).get("nodes") or []
+            ]
             refused = space_reference_issues({"nodes": nodes}, request.user)
             if refused:
                 return invalid_response(PipelineInvalid(refused))
         require_broker()
         try:
             new_run = run_rerun(
-                run=run, user=request.user, from_node=data.validated_data["from"],
-                params=data.validated_data["params"], cache=data.validated_data["cache"],
+                run=run,
+                user=request.user,
+                from_node=data.validated_data["from"],
+                params=data.validated_data["params"],
+                cache=data.validated_data["cache"],
             )
         except PipelineInvalid as error:
             return invalid_response(error)
@@ -229,8 +236,10 @@ class RunRetryApi(APIView):
         request=None,
         responses={
             **RUN_AGAIN_RESPONSES,
-            400: OpenApiResponse(description="The pipeline version no longer validates against the catalog "
-                                 "(its issues are under errors)."),
+            400: OpenApiResponse(
+                description="The pipeline version no longer validates against the catalog "
+                "(its issues are under errors)."
+            ),
         },
     )
     def post(self, request, run_id: int):
@@ -298,6 +307,23 @@ def safe_download_name(name: str, fallback: str) -> str:
     return name.lstrip(".") or fallback
 
 
+def artifact_file(request, run_id: int, artifact_id: int):
+    """(artifact, its file on this machine) of a run the user may see; 404 for an unknown artifact or a
+    missing file, 502 when the object store does not answer."""
+    run = get_visible_run(request, run_id)
+    artifact = Artifact.objects.select_related("step").filter(run=run, pk=artifact_id).first()
+    if artifact is None:
+        raise Http404("no such artifact in this run")
+    try:
+        path = artifact_store.artifact_path(artifact.uri)  # from the object store if only there
+    except StoreError:
+        raise StoreUnavailable() from None
+    path = path.resolve() if path is not None else None
+    if path is None or not path.is_relative_to(settings.ILIAD_ARTIFACT_ROOT) or not path.is_file():
+        raise Http404("artifact file is missing")
+    return artifact, path
+
+
 class ArtifactDownloadApi(APIView):
     @extend_schema(
         # The artifact's own media type: one of the port types', or octet-stream when it has none.
@@ -322,17 +348,7 @@ class ArtifactDownloadApi(APIView):
     def get(self, request, run_id: int, artifact_id: int):
         if request.query_params.get("inline", "1") != "1":
             raise ValidationError({"inline": "1 to show the artifact in the browser, or leave it out"})
-        run = get_visible_run(request, run_id)
-        artifact = Artifact.objects.select_related("step").filter(run=run, pk=artifact_id).first()
-        if artifact is None:
-            raise Http404("no such artifact in this run")
-        try:
-            path = artifact_store.artifact_path(artifact.uri)  # from the object store if only there
-        except StoreError:
-            raise StoreUnavailable() from None
-        path = path.resolve() if path is not None else None
-        if path is None or not path.is_relative_to(settings.ILIAD_ARTIFACT_ROOT) or not path.is_file():
-            raise Http404("artifact file is missing")
+        artifact, path = artifact_file(request, run_id, artifact_id)
         media_type = artifact.media_type.split(";", 1)[0].strip().lower() or "application/octet-stream"
         is_html = media_type == HTML_MEDIA_TYPE
         inline = request.query_params.get("inline") == "1" and (is_html or media_type in INLINE_MEDIA_TYPES)
@@ -349,3 +365,39 @@ class ArtifactDownloadApi(APIView):
         if is_html:
             response["X-Frame-Options"] = "SAMEORIGIN"  # the run page previews it in a sandboxed iframe
         return response
+
+
+TABLE_ROWS_MAX = 100
+
+
+class ArtifactRowsApi(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "limit",
+                {"type": "integer", "minimum": 1, "maximum": TABLE_ROWS_MAX},
+                description=f"At most this many rows (default 10, maximum {TABLE_ROWS_MAX}).",
+            )
+        ],
+        responses=TableHeadSerializer,
+    )
+    def get(self, request, run_id: int, artifact_id: int):
+        """The column names and first rows of a table result (CSV), for a preview. Reads at most 1 MiB
+        of the file and cuts long cells."""
+        unknown = sorted(set(request.query_params) - {"limit"})
+        if unknown:
+            raise ValidationError(
+                {"detail": f"unknown query parameter {', '.join(map(repr, unknown))}; only limit"}
+            )
+        try:
+            limit = int(request.query_params.get("limit", 10))
+        except ValueError:
+            raise ValidationError({"limit": "an integer from 1 to 100"}) from None
+        if not 1 <= limit <= TABLE_ROWS_MAX:
+            raise ValidationError({"limit": f"from 1 to {TABLE_ROWS_MAX}, not {limit}"})
+        artifact, path = artifact_file(request, run_id, artifact_id)
+        if artifact.media_type.split(";", 1)[0].strip().lower() != "text/csv":
+            raise ValidationError(
+                {"artifact": f"is {artifact.media_type or 'untyped'}, not a table (text/csv)"}
+            )
+        return Response(table_head(path, limit))

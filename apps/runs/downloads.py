@@ -26,3 +26,38 @@ class StreamedFileResponse(FileResponse):
         read = sync_to_async(filelike.read, thread_sensitive=False)
         while chunk := await read(self.block_size):
             yield chunk
+
+
+TABLE_HEAD_MAX_BYTES = 1024 * 1024
+TABLE_CELL_MAX_CHARS = 200
+
+
+def table_head(path, limit: int) -> dict:
+    """The header and first ``limit`` rows of a CSV file, for a preview: reads at most
+    ``TABLE_HEAD_MAX_BYTES`` and cuts cells to ``TABLE_CELL_MAX_CHARS``, so a huge table or a giant
+    cell cannot hold up the server or freeze the browser. ``truncated``: the file has more."""
+    import csv
+    import io
+
+    with open(path, "rb") as file:
+        raw = file.read(TABLE_HEAD_MAX_BYTES + 1)
+    cut = len(raw) > TABLE_HEAD_MAX_BYTES
+    text = raw[:TABLE_HEAD_MAX_BYTES].decode("utf-8", errors="replace")
+    if cut:  # drop the partial last line
+        text = text[: text.rfind("\n") + 1]
+    reader = csv.reader(io.StringIO(text))
+    csv.field_size_limit(TABLE_HEAD_MAX_BYTES)
+
+    def cells(row: list[str]) -> list[str]:
+        return [
+            cell if len(cell) <= TABLE_CELL_MAX_CHARS else cell[: TABLE_CELL_MAX_CHARS - 1] + "…"
+            for cell in row
+        ]
+
+    columns = cells(next(reader, []))
+    rows = []
+    for row in reader:
+        if len(rows) == limit:
+            return {"columns": columns, "rows": rows, "truncated": True}
+        rows.append(cells(row))
+    return {"columns": columns, "rows": rows, "truncated": cut}

@@ -51,63 +51,255 @@
     box.textContent = error.type + ": " + error.message;
   }
 
+  // --- steps: table rows, graph nodes, timing ----------------------------------------------------
+  const labels = new Map(data.steps.map((step) => [step.node, step.label || step.node]));
+  const stepState = new Map(data.steps.map((step) => [step.node, step.state]));
+  const timing = new Map(
+    data.steps.map((step) => [
+      step.node,
+      { start: step.started_at ? Date.parse(step.started_at) : null, end: step.finished_at ? Date.parse(step.finished_at) : null },
+    ]),
+  );
+  const fraction = new Map();
+  const message = new Map();
+  const STEP_DONE = new Set(["succeeded", "failed", "cancelled", "skipped"]);
+
+  function graphNode(node) {
+    return document.querySelector('#run-graph .graph-node[data-node="' + CSS.escape(node) + '"]');
+  }
+
+  function duration(ms) {
+    const total = Math.max(0, Math.round(ms / 1000));
+    const h = Math.floor(total / 3600);
+    const m = Math.floor((total % 3600) / 60);
+    const sec = String(total % 60).padStart(2, "0");
+    return h ? h + ":" + String(m).padStart(2, "0") + ":" + sec : m + ":" + sec;
+  }
+
+  // What a step's node and row say besides its state: how far, what it does, how long, how long left.
+  function showStep(node) {
+    const state = stepState.get(node);
+    const row = document.querySelector('#steps tr[data-node="' + CSS.escape(node) + '"]');
+    const g = graphNode(node);
+    const f = fraction.get(node);
+    const t = timing.get(node) || {};
+    let time = "";
+    if (t.start && state === "running") {
+      const elapsed = Date.now() - t.start;
+      time = duration(elapsed) + " elapsed";
+      if (f > 0.02 && f < 1) time += " · about " + duration((elapsed * (1 - f)) / f) + " left";
+    } else if (t.start && t.end && state === "succeeded") {
+      time = "took " + duration(t.end - t.start);
+    }
+    if (row) {
+      row.querySelector(".progress-message").textContent = message.get(node) || "";
+      row.querySelector(".elapsed").textContent = time;
+      if (state === "succeeded") row.querySelector("progress").value = 1;
+      else if (f !== undefined) row.querySelector("progress").value = f;
+    }
+    if (g) {
+      g.setAttribute("class", "graph-node state-" + state);
+      g.setAttribute("aria-label", labels.get(node) + ": " + state + (time ? ", " + time : ""));
+      const done = state === "succeeded" ? 1 : f || 0;
+      const bar = g.querySelector(".graph-progress");
+      bar.setAttribute("width", String(Math.round(Number(bar.dataset.full) * done)));
+      let status = state;
+      if (state === "running" && f !== undefined) status += " · " + Math.round(f * 100) + " %";
+      if (state === "running" && message.get(node)) status += " · " + message.get(node);
+      else if (time && state === "succeeded") status += " · " + time;
+      g.querySelector(".graph-status").textContent = status.length > 30 ? status.slice(0, 29) + "…" : status;
+    }
+  }
+
+  function setStepState(node, state, at) {
+    stepState.set(node, state);
+    const t = timing.get(node) || { start: null, end: null };
+    if (state === "running") t.start = at;
+    if (STEP_DONE.has(state)) t.end = at;
+    timing.set(node, t);
+    showStep(node);
+  }
+
+  // Running steps' clocks move on between events.
+  setInterval(() => {
+    for (const [node, state] of stepState) if (state === "running") showStep(node);
+  }, 1000);
+  for (const node of stepState.keys()) showStep(node);
+
   function apply(event) {
     if (event.seq <= lastSeq) return;
     lastSeq = event.seq;
     const row = event.node ? document.querySelector('#steps tr[data-node="' + CSS.escape(event.node) + '"]') : null;
     const time = event.created_at.substring(11, 19);
+    const name = event.node ? labels.get(event.node) || event.node : "run";
     if (event.kind === "state") {
-      if (row) {
-        setState(row.querySelector(".state"), event.state);
-        showError(row, event.error);
-        if (event.state === "succeeded") row.querySelector("progress").value = 1;
+      if (event.node) {
+        if (row) {
+          setState(row.querySelector(".state"), event.state);
+          showError(row, event.error);
+        }
+        setStepState(event.node, event.state, Date.parse(event.created_at));
+        if (event.state === "succeeded") scheduleResults(); // its results show while the run goes on
       } else {
         setRunState(event.state);
-        if (finished.has(event.state)) refreshResults();
+        if (finished.has(event.state)) {
+          const cancel = document.getElementById("cancel-run");
+          if (cancel) cancel.remove();
+          refreshResults();
+        }
       }
-      const where = event.node ? event.node : "run";
+      const where = event.node ? name : "run";
       let why = event.error ? " — " + event.error.type + ": " + event.error.message : "";
       if (!why && event.reason) why = " (" + event.reason + ")";
       log.textContent += time + " " + where + " → " + event.state + why + "\n";
-    } else if (event.kind === "progress" && row) {
-      row.querySelector("progress").value = event.fraction;
+    } else if (event.kind === "progress" && event.node) {
+      if (typeof event.fraction === "number") fraction.set(event.node, event.fraction);
+      if (event.message) message.set(event.node, event.message);
+      showStep(event.node);
     } else if (event.kind === "log") {
-      log.textContent += time + " " + (event.node || "") + " [" + event.level + "] " + event.message + "\n";
+      log.textContent += time + " " + (event.node ? name : "") + " [" + event.level + "] " + event.message + "\n";
     }
   }
 
+  // --- results ----------------------------------------------------------------------------------
+  let resultsTimer = null;
+
+  function scheduleResults() {
+    if (resultsTimer === null) resultsTimer = setTimeout(refreshResults, 200);
+  }
+
+  function humanSize(bytes) {
+    if (bytes < 1024) return bytes + (bytes === 1 ? "\u00a0byte" : "\u00a0bytes");
+    const units = ["KB", "MB", "GB", "TB"];
+    let value = bytes / 1024;
+    let unit = 0;
+    while (value >= 1024 && unit < units.length - 1) {
+      value /= 1024;
+      unit += 1;
+    }
+    return value.toFixed(1) + "\u00a0" + units[unit];
+  }
+
+  function artifactItem(a) {
+    const item = document.createElement("li");
+    item.dataset.artifact = a.id;
+    const link = document.createElement("a");
+    link.href = a.download_url;
+    link.textContent = (a.label || a.node) + " · " + a.port;
+    item.append(link, " (" + (a.type_title || a.media_type) + ", " + humanSize(a.size) + ")");
+    if (PREVIEWS.has(a.type)) item.append(" ", previewButton(a));
+    return item;
+  }
+
   function refreshResults() {
-    const cancel = document.getElementById("cancel-run");
-    if (cancel) cancel.remove();
+    resultsTimer = null;
     fetch("/api/runs/" + runId + "/", { credentials: "same-origin" })
       .then((response) => response.json())
       .then((run) => {
+        const deliverables = run.artifacts.filter((a) => a.deliverable);
+        const intermediates = run.artifacts.filter((a) => !a.deliverable);
         const list = document.getElementById("artifacts");
-        list.innerHTML = "";
-        for (const a of run.artifacts) {
-          const item = document.createElement("li");
-          const link = document.createElement("a");
-          link.href = a.download_url;
-          link.textContent = a.node + " · " + a.port;
-          item.append(link, " (" + a.media_type + ", " + a.size + " bytes)");
-          if (PREVIEWS.has(a.type)) item.append(" ", previewButton(a));
-          list.append(item);
-        }
+        if (deliverables.length) list.replaceChildren(...deliverables.map(artifactItem));
+        const folded = document.getElementById("intermediates");
+        document.getElementById("intermediate-artifacts").replaceChildren(...intermediates.map(artifactItem));
+        folded.querySelector(".count").textContent = intermediates.length;
+        folded.hidden = intermediates.length === 0;
+        deliverables.forEach(autoPreview);
         for (const step of run.steps) {
           const row = document.querySelector('#steps tr[data-node="' + CSS.escape(step.node) + '"]');
           if (row) {
             setState(row.querySelector(".state"), step.state);
             showError(row, step.error);
           }
+          if (STEP_DONE.has(step.state) && stepState.get(step.node) !== step.state) {
+            timing.set(step.node, {
+              start: step.started_at ? Date.parse(step.started_at) : null,
+              end: step.finished_at ? Date.parse(step.finished_at) : null,
+            });
+            stepState.set(step.node, step.state);
+            showStep(step.node);
+          }
         }
       });
+  }
+
+  // Deliverables are shown as soon as their step has made them: figures drawn, tables' first rows,
+  // images. Above these sizes only the Preview button and the download are offered, so that one
+  // huge result cannot freeze the page.
+  const AUTO_PREVIEW_MAX_BYTES = { figure: 5 * 1024 * 1024, image: 5 * 1024 * 1024 };
+  const TABLE_PREVIEW_ROWS = 10;
+  const previewed = new Set();
+
+  function autoPreview(a) {
+    const table = a.media_type.split(";")[0].trim() === "text/csv";
+    if (previewed.has(a.id) || !(table || a.type in AUTO_PREVIEW_MAX_BYTES)) return;
+    previewed.add(a.id);
+    const name = (a.label || a.node) + " · " + a.port;
+    const card = document.createElement("figure");
+    card.className = "result-preview";
+    card.dataset.artifact = a.id;
+    const caption = document.createElement("figcaption");
+    caption.textContent = name;
+    const body = document.createElement("div");
+    body.className = "result-preview-body";
+    card.append(caption, body);
+    document.getElementById("result-previews").append(card);
+    if (!table && a.size > AUTO_PREVIEW_MAX_BYTES[a.type]) {
+      body.textContent = "Too large to show here (" + humanSize(a.size) + "): use Preview or download it.";
+    } else if (table) {
+      fetch(a.download_url.replace(/download\/$/, "rows/") + "?limit=" + TABLE_PREVIEW_ROWS, { credentials: "same-origin" })
+        .then((response) => (response.ok ? response.json() : Promise.reject(response.status)))
+        .then((head) => body.replaceChildren(tableOf(head, name)))
+        .catch(() => (body.textContent = "The table could not be read for a preview; download it instead."));
+    } else if (a.type === "image") {
+      const image = document.createElement("img");
+      image.alt = name;
+      image.src = a.download_url + "?inline=1";
+      body.append(image);
+    } else {
+      Promise.all([loadPlotly(), fetch(a.download_url + "?inline=1").then((r) => r.json())])
+        .then(([, fig]) => window.Plotly.newPlot(body, fig.data, fig.layout, { responsive: true }))
+        .catch(() => (body.textContent = "The figure could not be drawn; download it instead."));
+    }
+  }
+
+  function tableOf(head, name) {
+    const wrap = document.createElement("div");
+    wrap.className = "table-preview";
+    const table = document.createElement("table");
+    const caption = document.createElement("caption");
+    caption.textContent = head.truncated
+      ? "First " + head.rows.length + " rows of " + name
+      : name + " (" + head.rows.length + (head.rows.length === 1 ? " row)" : " rows)");
+    const headRow = document.createElement("tr");
+    for (const column of head.columns) {
+      const th = document.createElement("th");
+      th.scope = "col";
+      th.textContent = column;
+      headRow.append(th);
+    }
+    const body = document.createElement("tbody");
+    for (const row of head.rows) {
+      const tr = document.createElement("tr");
+      for (const cell of row) {
+        const td = document.createElement("td");
+        td.textContent = cell;
+        tr.append(td);
+      }
+      body.append(tr);
+    }
+    const thead = document.createElement("thead");
+    thead.append(headRow);
+    table.append(caption, thead, body);
+    wrap.append(table);
+    return wrap;
   }
 
   // Artifact types the page can preview; the template renders the same buttons.
   const PREVIEWS = new Set(["figure", "html", "image"]);
 
   function previewButton(artifact) {
-    const label = artifact.node + " · " + artifact.port;
+    const label = (artifact.label || artifact.node) + " · " + artifact.port;
     const button = document.createElement("button");
     button.type = "button";
     button.className = "preview";
@@ -315,5 +507,6 @@
     connect();
   });
 
+  data.artifacts.filter((a) => a.deliverable).forEach(autoPreview);
   connect();
 })();

@@ -261,3 +261,30 @@ def hang(ctx, inputs, params):
     Path(params["marker"]).write_text(f"{os.getpid()}\n")
     while True:
         time.sleep(1)
+
+
+@block(
+    id="testing.stages",
+    version="1.0.0",
+    title="Works in stages",
+    category="utility",
+    inputs=(Port("previous", "any", required=False),),
+    outputs=(Port("result", "json"),),
+    parameters={
+        "type": "object",
+        "properties": {
+            "stages": {"type": "integer", "minimum": 1, "default": 4},
+            "stage_s": {"type": "number", "minimum": 0, "default": 1},
+        },
+        "additionalProperties": False,
+    },
+)
+def stages(ctx, inputs, params):
+    """Spends ``stage_s`` seconds on each of ``stages`` stages, reporting its progress with a message
+    ("stage 2 of 4") as a model does."""
+    import time
+
+    for stage in range(params["stages"]):
+        ctx.progress(stage / params["stages"], f"stage {stage + 1} of {params['stages']}")
+        time.sleep(params["stage_s"])
+    return {"result": {"stages": params["stages"]}}
