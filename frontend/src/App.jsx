@@ -42,6 +42,7 @@ import { alignTo } from "./collab/ydoc.js";
 import { mergeDocuments } from "./collab/operations.js";
 import { PresenceBar, PresenceLayer } from "./components/Presence.jsx";
 import ConflictDialog from "./components/Conflict.jsx";
+import FileMenu from "./components/FileMenu.jsx";
 import { CommentBadges, CommentsPanel, threadsOf, useComments } from "./components/Comments.jsx";
 
 const nodeTypes = { block: BlockNode };
@@ -52,7 +53,10 @@ const VALIDATE_DELAY_MS = 400;
 // Flow update its store each time (noticeable with hundreds of nodes).
 const DELETE_KEYS = ["Delete", "Backspace"];
 const MULTI_SELECT_KEYS = ["Shift", "Meta", "Control"];
-const FIT_VIEW_OPTIONS = { padding: 0.15, maxZoom: 1.2 };
+// Never fit below 70 %: a projected pipeline must stay readable; a larger one is panned instead.
+const FIT_VIEW_OPTIONS = { padding: 0.15, maxZoom: 1.2, minZoom: 0.7 };
+const FIT_ANIMATED = { ...FIT_VIEW_OPTIONS, duration: 200 };
+const FOLDS_KEY = "iliad.editor.folds";
 const DEFAULT_EDGE_OPTIONS = { type: "smoothstep" };
 const PRO_OPTIONS = { hideAttribution: false };
 
@@ -152,6 +156,14 @@ function Editor({ config, specs, initialDocument }) {
   docRef.dirty = dirty;
 
   const say = useCallback((text, kind = "info") => setStatus({ text, kind, at: Date.now() }), []);
+  // A message fades from the canvas after a while (errors stay longer); it stays in the live region.
+  const [statusFaded, setStatusFaded] = useState(false);
+  useEffect(() => {
+    setStatusFaded(false);
+    if (!status.text) return undefined;
+    const timer = window.setTimeout(() => setStatusFaded(true), status.kind === "error" ? 20000 : 8000);
+    return () => window.clearTimeout(timer);
+  }, [status]);
 
   // --- history ------------------------------------------------------------------------------
   useEffect(() => {
@@ -204,7 +216,7 @@ function Editor({ config, specs, initialDocument }) {
       setEdges(graph.edges);
       setMetadata(graph.metadata);
       if (baseline) setHistory(reset(serialise(graphToDocument(graph.nodes, graph.edges, graph.metadata))));
-      window.requestAnimationFrame(() => flow.fitView({ padding: 0.15 }));
+      window.requestAnimationFrame(() => flow.fitView(FIT_VIEW_OPTIONS));
       return graph;
     },
     [catalog, flow],
@@ -438,6 +450,16 @@ function Editor({ config, specs, initialDocument }) {
     [connect, say, readOnly],
   );
 
+  // Deleting with the keyboard (Delete/Backspace) goes through React Flow: say what went.
+  const announceDeleted = useCallback(
+    ({ nodes: goneNodes, edges: goneEdges }) => {
+      const names = goneNodes.map((node) => node.data?.label || node.id);
+      if (names.length) say(`Deleted ${names.join(", ")}${goneEdges.length ? ` and ${goneEdges.length} connection(s)` : ""}.`);
+      else if (goneEdges.length) say(`Deleted ${goneEdges.length} connection(s).`);
+    },
+    [say],
+  );
+
   const deleteNodes = useCallback(
     (ids) => {
       const gone = new Set(ids);
@@ -571,14 +593,14 @@ function Editor({ config, specs, initialDocument }) {
     try {
       const positions = await layeredLayout(nodesRef.current, edgesRef.current);
       setNodes((current) => current.map((node) => (positions[node.id] ? { ...node, position: positions[node.id] } : node)));
-      window.requestAnimationFrame(() => flow.fitView({ padding: 0.15, duration: 200 }));
+      window.requestAnimationFrame(() => flow.fitView(FIT_ANIMATED));
       say("Arranged from left to right.");
     } catch (error) {
       say(`Auto-layout failed: ${error.message}`, "error");
     }
   }, [flow, say]);
 
-  const fit = useCallback(() => flow.fitView({ padding: 0.15, duration: 200 }), [flow]);
+  const fit = useCallback(() => flow.fitView(FIT_ANIMATED), [flow]);
 
   const focusNode = useCallback(
     (nodeId) => {
@@ -891,6 +913,28 @@ function Editor({ config, specs, initialDocument }) {
     [flow, addBlock, readOnly],
   );
 
+  // The palette and the side panel fold away to give the canvas the room (remembered per browser).
+  const [folds, setFolds] = useState(() => {
+    try {
+      return { left: true, side: true, ...JSON.parse(window.localStorage.getItem(FOLDS_KEY) || "{}") };
+    } catch {
+      return { left: true, side: true };
+    }
+  });
+  const toggleFold = useCallback((which) => {
+    setFolds((current) => {
+      const next = { ...current, [which]: !current[which] };
+      try {
+        window.localStorage.setItem(FOLDS_KEY, JSON.stringify(next));
+      } catch {
+        /* private mode: not remembered */
+      }
+      return next;
+    });
+  }, []);
+  const bodyColumns = [!readOnly && folds.left ? "250px" : null, "minmax(0, 1fr)", folds.side ? "360px" : null]
+    .filter(Boolean)
+    .join(" ");
   const onInit = useCallback(() => setFlowReady(true), []);
   const startDragging = useCallback(() => setDragging(true), []);
   const stopDragging = useCallback(() => setDragging(false), []);
@@ -906,8 +950,7 @@ function Editor({ config, specs, initialDocument }) {
             <label htmlFor="pipeline-name" className="visually-hidden">Pipeline name</label>
             <input id="pipeline-name" className="name" placeholder="Pipeline name" value={name} readOnly={readOnly} onChange={(event) => setName(event.target.value)} />
             <span className="badge" aria-live="polite">
-              {pipeline ? `v${pipeline.version}` : "not saved yet"}
-              {dirty ? " · unsaved changes" : ""}
+              {pipeline ? `v${pipeline.version}${dirty ? " · unsaved changes" : ""}` : "not saved yet"}
             </span>
             {readOnly ? (
               <span className="badge read-only" data-testid="read-only">Read-only: you may view this pipeline and comment; the others' changes appear live</span>
@@ -922,10 +965,7 @@ function Editor({ config, specs, initialDocument }) {
             <button type="button" className="secondary" onClick={autoLayout} title="Auto-layout (Shift+L)">Auto-layout</button>
             <button type="button" className="secondary" onClick={fit} title="Zoom to fit (F)">Fit</button>
             <span className="sep" aria-hidden="true" />
-            <label className="button secondary" htmlFor="import-file">Import JSON</label>
-            <input id="import-file" type="file" accept=".json,application/json" className="visually-hidden" onChange={(event) => { importFile(event.target.files[0]); event.target.value = ""; }} />
-            <button type="button" className="secondary" onClick={exportFile}>Export JSON</button>
-            <button type="button" className="secondary" onClick={() => setTemplatesOpen(true)}>New from template</button>
+            <FileMenu onImport={importFile} onExport={exportFile} onTemplates={() => setTemplatesOpen(true)} />
             <span className="sep" aria-hidden="true" />
             <button type="button" className="run" onClick={() => setRunOpen(true)} disabled={!nodes.length}>Run…</button>
             </>)}
@@ -944,8 +984,8 @@ function Editor({ config, specs, initialDocument }) {
               <button type="button" className="secondary" onClick={() => { try { window.localStorage.removeItem(draftKey); } catch { /* ignore */ } setDraft(null); }}>Discard</button>
             </div>
           ) : null}
-          <div className={`ed-body${readOnly ? " read-only" : ""}`}>
-            {readOnly ? null : (
+          <div className={`ed-body${readOnly ? " read-only" : ""}`} style={{ gridTemplateColumns: bodyColumns }}>
+            {readOnly || !folds.left ? null : (
               <div className="ed-left">
                 <Palette catalog={catalog} categories={config.categories} onAdd={(blockId, version) => addBlock(blockId, version, null, { focus: true })} />
                 <DataBrowser selected={selected} catalog={catalog} onParams={onParams} onVersion={onVersion} say={say} onAdd={(blockId, version, params) => addBlock(blockId, version, null, { params })} />
@@ -957,6 +997,7 @@ function Editor({ config, specs, initialDocument }) {
                 edges={edges}
                 nodeTypes={nodeTypes}
                 onNodesChange={onNodesChange}
+                onDelete={announceDeleted}
                 onEdgesChange={onEdgesChange}
                 onConnect={connect}
                 onConnectEnd={onConnectEnd}
@@ -981,7 +1022,7 @@ function Editor({ config, specs, initialDocument }) {
                 proOptions={PRO_OPTIONS}
               >
                 <Grid />
-                {ready ? <MiniMap pannable zoomable ariaLabel="Overview of the pipeline" /> : null}
+                {ready ? <MiniMap position="top-right" pannable zoomable ariaLabel="Overview of the pipeline" /> : null}
                 <Controls aria-label="Zoom controls" />
                 <PresenceLayer peers={collab.peers} nodes={nodes} />
                 <CommentBadges comments={comments.comments} nodes={nodes} onOpen={setCommentsFor} />
@@ -991,14 +1032,28 @@ function Editor({ config, specs, initialDocument }) {
                   <CommentsPanel comments={comments.comments} nodeId={commentsFor} nodeIds={nodes.map((node) => node.id)} onNode={setCommentsFor} onClose={() => setCommentsFor(undefined)} post={comments.post} patch={comments.patch} say={say} />
                 </div>
               ) : null}
+              <div className="ed-folds">
+                {readOnly ? null : (
+                  <button type="button" className="secondary small" aria-expanded={folds.left} onClick={() => toggleFold("left")}>
+                    {folds.left ? "« Hide blocks" : "» Show blocks"}
+                  </button>
+                )}
+                <button type="button" className="secondary small" aria-expanded={folds.side} onClick={() => toggleFold("side")}>
+                  {folds.side ? "Hide details »" : "Show details «"}
+                </button>
+              </div>
               <div className={`ed-hint${hint ? " visible" : ""}`} aria-hidden={hint ? "false" : "true"}>{hint}</div>
+              <div className={`ed-status${statusFaded ? " faded" : ""}`} data-testid="editor-status">
+                <p role="status" className="status-info">{status.kind === "error" ? "" : status.text}</p>
+                <p role="alert" className="status-error">{status.kind === "error" ? status.text : ""}</p>
+              </div>
               {nodes.length === 0 && !readOnly ? (
                 <div className="ed-empty">
                   <p>Drag blocks here from the list on the left, or press Enter on one to add it.</p>
                 </div>
               ) : null}
             </section>
-            <SidePanel
+            {folds.side ? <SidePanel
               readOnly={readOnly}
               selected={selected}
               catalog={catalog}
@@ -1019,11 +1074,7 @@ function Editor({ config, specs, initialDocument }) {
               onFocusIssue={(issue) => issue.nodeRef && focusNode(issue.nodeRef)}
               onFix={applyFix}
               onRestore={restoreVersion}
-            />
-          </div>
-          <div className="ed-status" data-testid="editor-status">
-            <p role="status" className="status-info">{status.kind === "error" ? "" : status.text}</p>
-            <p role="alert" className="status-error">{status.kind === "error" ? status.text : ""}</p>
+            /> : null}
           </div>
           <RunDialog open={runOpen} onClose={() => setRunOpen(false)} config={config} pipeline={pipeline} dirty={dirty} onSave={save} />
           <ConflictDialog conflict={conflict} busy={merging} onMerge={mergeConflict} onKeepMine={keepMine} onClose={() => setConflict(null)} />

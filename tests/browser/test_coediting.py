@@ -287,7 +287,7 @@ def test_a_viewer_follows_live_in_a_read_only_editor_and_changes_nothing(worksho
     page_b = open_as(bob)
 
     expect(page_v.get_by_test_id("read-only")).to_be_visible()
-    for name in ("Save", "Undo", "Redo", "Run…", "Auto-layout", "Export JSON"):
+    for name in ("Save", "Undo", "Redo", "Run…", "Auto-layout", "File ▾"):
         expect(page_v.get_by_role("button", name=name, exact=True)).to_have_count(0)
     expect(page_v.locator(".palette-item")).to_have_count(0)
     expect(page_b.locator('.collab-avatar[data-user="vera"]')).to_have_attribute("data-viewing", "true")

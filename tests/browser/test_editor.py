@@ -339,6 +339,7 @@ def test_new_from_template(portal, page, page_errors, api):
     expect(page.get_by_role("status")).to_contain_text("Saved as version 1")
     assert Pipeline.objects.get(name=template["title"]).versions.get().document == editor_document(page)
     # The editor's own "New from template" dialog lists the same templates.
+    page.get_by_role("button", name="File").click()
     page.get_by_role("button", name="New from template").click()
     expect(page.get_by_role("button", name=f"Use template {template['title']}")).to_be_visible()
     assert page_errors == []
@@ -348,6 +349,7 @@ def test_export_and_the_local_draft_of_unsaved_work(portal, page, page_errors):
     open_editor(page, f"{portal}/pipelines/new/")
     page.get_by_role("button", name=re.compile("^Add Demo ocean dataset")).press("Enter")
     page.get_by_label("Pipeline name").fill("Draft")
+    page.get_by_role("button", name="File").click()
     with page.expect_download() as download:
         page.get_by_role("button", name="Export JSON").click()
     exported = json.loads(Path(download.value.path()).read_text())
