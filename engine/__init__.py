@@ -10,7 +10,15 @@ Pure Python with no Django import, so the worker, the web app and the command li
 
 from engine.document import DocumentError, Edge, Node, PipelineDocument, Position, parse_document
 from engine.graph import CycleError, PipelineGraph, find_cycles
-from engine.validation import CODES, Catalog, Limits, ValidationIssue, ports_compatible, validate_document
+from engine.validation import (
+    CODES,
+    Catalog,
+    Limits,
+    ValidationIssue,
+    ports_compatible,
+    validate_document,
+    validate_document_with_choices,
+)
 
 __all__ = [
     "CODES",
@@ -28,4 +36,5 @@ __all__ = [
     "parse_document",
     "ports_compatible",
     "validate_document",
+    "validate_document_with_choices",
 ]

@@ -128,12 +128,15 @@ def check_quantities(
     connections: Iterable[Connection],
     order: list[str],
     describe: SourceDescriber | None,
+    choices: dict[str, dict[str, list[str]]] | None = None,
 ) -> list[Finding]:
     """Every quantity and units problem along the wires.
 
     ``nodes`` yields ``(index, id, spec, params, label)`` for nodes whose block is known; ``connections``
     the well-formed edges between them; ``order`` the node ids in dependency order (no cycle).
-    ``describe(source)`` gives what a source parameter points at, or None when unknown.
+    ``describe(source)`` gives what a source parameter points at, or None when unknown. ``choices``,
+    when given, is filled with what each variable- or column-naming parameter can name where that is
+    known: ``{node id: {parameter: [names the data has]}}`` (the editor offers them).
     """
     views: dict[str, _NodeView] = {}
     for index, node_id, spec, params, label in nodes:
@@ -162,10 +165,13 @@ def check_quantities(
             quantity = port.get("quantity")
             if isinstance(quantity, Mapping):
                 findings += _check_input(view, port, quantity, product, connection, views)
+                if choices is not None and product.fields is not None:
+                    for param in _names(quantity.get("params")):
+                        choices.setdefault(node_id, {})[param] = list(product.fields)
         for port in view.spec.get("outputs", ()):
             quantity = port.get("quantity")
             if isinstance(quantity, Mapping):
-                product, problems = _derive(view, port, quantity, received, describe)
+                product, problems = _derive(view, port, quantity, received, describe, choices)
                 findings += problems
                 products[(node_id, port["name"])] = product
     return findings
@@ -314,8 +320,10 @@ def _derive(
     quantity: Mapping[str, Any],
     received: Mapping[str, Product],
     describe: SourceDescriber | None,
+    choices: dict[str, dict[str, list[str]]] | None = None,
 ) -> tuple[Product, list[Finding]]:
-    """What an output carries, from its declaration and the inputs; plus unknown-variable findings."""
+    """What an output carries, from its declaration and the inputs; plus unknown-variable findings.
+    The names its ``keep`` parameter may choose from go into ``choices``."""
     findings: list[Finding] = []
     operation = quantity.get("op", "same")
     kind = "column" if port.get("type") == "table" else "variable"
@@ -336,6 +344,8 @@ def _derive(
         return Product(fields=None, kind=kind, calendar=upstream.calendar), findings
     fields = dict(upstream.fields)
     keep_param = quantity.get("keep")
+    if choices is not None and isinstance(keep_param, str):
+        choices.setdefault(view.id, {})[keep_param] = list(fields)
     kept_names = _names(view.param(keep_param))
     if kept_names:
         absent = [name for name in kept_names if name not in fields]

@@ -44,7 +44,10 @@ from engine.document import (
 from engine.graph import find_cycles
 from engine.quantities import Connection, SourceDescriber, check_quantities
 
-__all__ = ["CODES", "Catalog", "Limits", "ValidationIssue", "ports_compatible", "validate_document"]
+__all__ = [
+    "CODES", "Catalog", "Limits", "ValidationIssue", "ports_compatible", "validate_document",
+    "validate_document_with_choices",
+]  # fmt: skip
 
 Catalog = Mapping[str, Mapping[str, Mapping[str, Any]]]
 """Block id -> version -> spec dictionary, as produced by ``blocks.spec.BlockSpec.to_dict``."""
@@ -137,6 +140,21 @@ def validate_document(
     return _Validator(catalog, limits, compatible, describe_source).run(document)
 
 
+def validate_document_with_choices(
+    document: object,
+    catalog: Catalog,
+    *,
+    limits: Limits = Limits(),
+    describe_source: SourceDescriber | None = None,
+) -> tuple[list[ValidationIssue], dict[str, dict[str, list[str]]]]:
+    """:func:`validate_document`'s issues, and what each variable- or column-naming parameter can
+    name where the data are known: ``{node id: {parameter: [names]}}`` (see
+    :func:`engine.quantities.check_quantities`)."""
+    validator = _Validator(catalog, limits, ports_compatible, describe_source)
+    issues = validator.run(document)
+    return issues, validator.choices
+
+
 @dataclass(frozen=True)
 class _Block:
     inputs: dict[str, Mapping[str, Any]]
@@ -167,6 +185,7 @@ class _Validator:
         self.limits = limits
         self.compatible = compatible
         self.issues: list[ValidationIssue] = []
+        self.choices: dict[str, dict[str, list[str]]] = {}
         self.nodes: list[_Node] = []
         self.owner: dict[str, _Node] = {}
         # Ids that are strings but syntactically invalid: already reported, so edges naming them
@@ -442,16 +461,36 @@ class _Validator:
     def check_params(
         self, pointer: str, name: str, node_id: str | None, block: _Block, params: dict[str, Any]
     ) -> None:
+        properties = block.validator.schema.get("properties") or {}
+
+        def called(param: str, path: list) -> str:
+            """How the form calls a parameter: its title, with its name (and place in a list)."""
+            title = (properties.get(param) or {}).get("title") if isinstance(properties, dict) else None
+            spelled = "/".join(map(str, path))
+            return f"{title} ({spelled})" if isinstance(title, str) and title else f"parameter {spelled!r}"
+
         for error in block.validator.iter_errors(params):
             path = list(error.path)
+            if not path and error.validator == "required":  # name the missing parameter, not "the parameters"
+                missing = next((p for p in error.validator_value if p not in params), None)
+                if isinstance(missing, str):
+                    self.add(
+                        "node.invalid_params",
+                        f"{pointer}/params",
+                        f"{called(missing, [missing])} of {name} is required",
+                        node=node_id,
+                        details={"keyword": "required", "schema_path": "/required"},
+                    )
+                    continue
             where = "".join("/" + escape_pointer_token(part) for part in path)
-            subject = (
-                f"parameter {'/'.join(map(str, path))!r} of {name}" if path else f"the parameters of {name}"
-            )
+            if path:
+                subject = f"{called(path[0], path)} of {name}"
+            else:
+                subject = f"the parameters of {name} are invalid"
             self.add(
                 "node.invalid_params",
                 f"{pointer}/params{where}",
-                f"{subject} {'is' if path else 'are'} invalid: {_clip(error.message, 200)}",
+                f"{subject}: {_clip(error.message, 200)}",
                 node=node_id,
                 details={
                     "keyword": error.validator,
@@ -616,7 +655,7 @@ class _Validator:
         ):
             return
         order = _topological(ids, [(c.source, c.target) for c in self.connections])
-        for finding in check_quantities(known, self.connections, order, self.describe_source):
+        for finding in check_quantities(known, self.connections, order, self.describe_source, self.choices):
             self.add(finding.code, finding.pointer, finding.message, node=finding.node, port=finding.port,
                      details=finding.details)
 

@@ -22,7 +22,7 @@ from apps.pipelines.services import (
     PipelineInvalid,
     pipeline_create,
     pipeline_delete,
-    pipeline_document_issues,
+    pipeline_document_check,
     pipeline_update,
 )
 from apps.projects.access import can, pipeline_permissions
@@ -213,5 +213,5 @@ class PipelineValidateApi(APIView):
     def post(self, request):
         data = DocumentSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        issues = pipeline_document_issues(document=data.validated_data["document"])
-        return Response({"valid": not issues, "errors": issues})
+        issues, choices = pipeline_document_check(document=data.validated_data["document"])
+        return Response({"valid": not issues, "errors": issues, "choices": choices})

@@ -154,3 +154,8 @@ class DocumentSerializer(serializers.Serializer):
 class ValidationResultSerializer(serializers.Serializer):
     valid = serializers.BooleanField()
     errors = ValidationIssueSerializer(many=True)
+    choices = serializers.DictField(
+        child=serializers.DictField(child=serializers.ListField(child=serializers.CharField())),
+        help_text="Node id → parameter → the variable or column names it can choose from, where the data "
+        "are known (from a data-space file's attributes, or what the steps upstream pass on).",
+    )

@@ -13,7 +13,7 @@ from apps.collab.services import shared_document_take_version
 from apps.pipelines.diff import document_diff
 from apps.pipelines.models import Pipeline, PipelineVersion
 from apps.pipelines.sources import describe_source
-from engine import Limits, validate_document
+from engine import Limits, validate_document_with_choices
 
 
 class PipelineInvalid(Exception):
@@ -34,13 +34,23 @@ def pipeline_document_issues(
     ``user``, a node's compute ``target`` must be one they may use (``node.unknown_target``: no such
     enabled target; ``node.target_forbidden``: not theirs to use).
     """
+    return pipeline_document_check(document=document, catalog=catalog, user=user)[0]
+
+
+def pipeline_document_check(
+    *, document: Any, catalog: dict | None = None, user=None
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, list[str]]]]:
+    """:func:`pipeline_document_issues`, and the names each variable- or column-naming parameter can
+    choose from where the data are known (``{node id: {parameter: [names]}}``), for the editor."""
     limits = Limits(max_bytes=settings.ILIAD_MAX_PIPELINE_BYTES)
     specs = catalog if catalog is not None else catalog_specs()
-    issues = validate_document(document, specs, limits=limits, describe_source=describe_source)
+    issues, choices = validate_document_with_choices(
+        document, specs, limits=limits, describe_source=describe_source
+    )
     found = [issue.to_dict() for issue in issues]
     if user is not None and not found:
         found += _target_issues(document, user)
-    return found
+    return found, choices
 
 
 def _target_issues(document: dict[str, Any], user) -> list[dict[str, Any]]:

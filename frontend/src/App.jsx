@@ -238,6 +238,7 @@ function Editor({ config, specs, initialDocument }) {
   const undoable = collab.shared ? collab.canUndo : canUndo(history);
   const redoable = collab.shared ? collab.canRedo : canRedo(history);
   const [conflict, setConflict] = useState(null);
+  const [choices, setChoices] = useState({}); // node → parameter → names the data offer
   const [merging, setMerging] = useState(false);
   const forcedBase = useRef(null);
   const comments = useComments(config, pipeline ? pipeline.id : null);
@@ -251,7 +252,9 @@ function Editor({ config, specs, initialDocument }) {
     const timer = window.setTimeout(() => {
       api("POST", config.urls.validate, { document: JSON.parse(docText) })
         .then((result) => {
-          if (seq === validateSeq.current) setIssues(result.errors || []);
+          if (seq !== validateSeq.current) return;
+          setIssues(result.errors || []);
+          setChoices(result.choices || {});
         })
         .catch((error) => {
           if (seq === validateSeq.current) say(`Could not check the pipeline: ${errorText(error)}`, "error");
@@ -970,12 +973,6 @@ function Editor({ config, specs, initialDocument }) {
             <button type="button" className="run" onClick={() => setRunOpen(true)} disabled={!nodes.length}>Run…</button>
             </>)}
             {readOnly ? <button type="button" className="secondary" onClick={fit} title="Zoom to fit (F)">Fit</button> : null}
-            {comments.enabled ? (
-              <button type="button" className="secondary" data-testid="comments-button" data-live={comments.live ? "true" : "false"} aria-pressed={commentsFor !== undefined} onClick={() => setCommentsFor((current) => (current === undefined ? (selectedIds.length === 1 ? selectedIds[0] : null) : undefined))}>
-                Comments ({openThreads})
-              </button>
-            ) : null}
-            <PresenceBar status={collab.status} peers={collab.peers} me={config.collab && config.collab.user} />
           </div>
           {draft && !readOnly ? (
             <div className="ed-banner" role="region" aria-label="Unsaved draft">
@@ -1041,6 +1038,12 @@ function Editor({ config, specs, initialDocument }) {
                 <button type="button" className="secondary small" aria-expanded={folds.side} onClick={() => toggleFold("side")}>
                   {folds.side ? "Hide details »" : "Show details «"}
                 </button>
+                {comments.enabled ? (
+                  <button type="button" className="secondary small" data-testid="comments-button" data-live={comments.live ? "true" : "false"} aria-pressed={commentsFor !== undefined} onClick={() => setCommentsFor((current) => (current === undefined ? (selectedIds.length === 1 ? selectedIds[0] : null) : undefined))}>
+                    Comments ({openThreads})
+                  </button>
+                ) : null}
+                <PresenceBar status={collab.status} peers={collab.peers} me={config.collab && config.collab.user} />
               </div>
               <div className={`ed-hint${hint ? " visible" : ""}`} aria-hidden={hint ? "false" : "true"}>{hint}</div>
               <div className={`ed-status${statusFaded ? " faded" : ""}`} data-testid="editor-status">
@@ -1059,6 +1062,7 @@ function Editor({ config, specs, initialDocument }) {
               catalog={catalog}
               issues={issueIndex.list}
               issuesByNode={issueIndex.byNode}
+              choices={choices}
               checking={checking}
               pipeline={pipeline}
               versions={versions}

@@ -328,7 +328,20 @@ def test_missing_required_param_points_at_params() -> None:
     document["nodes"][2]["params"] = {}
     issue = only_issue(document, "node.invalid_params")
     assert issue.pointer == "/nodes/2/params"
-    assert "'variable' is a required property" in issue.message
+    assert issue.message == "Parameter 'variable' of node 'mean' is required."  # no title in this catalog
+
+
+def test_a_params_problem_names_the_parameter_as_the_form_shows_it() -> None:
+    catalog = copy.deepcopy(CATALOG)
+    for spec in catalog["ocean.area_mean"].values():
+        spec["parameters"]["properties"]["variable"]["title"] = "Variable"
+    document = valid_document()
+    document["nodes"][2]["params"] = {"variable": 3}
+    [issue] = validate_document(document, catalog)
+    assert issue.message == "Variable (variable) of node 'mean': 3 is not of type 'string'."
+    document["nodes"][2]["params"] = {}
+    [issue] = validate_document(document, catalog)
+    assert issue.message == "Variable (variable) of node 'mean' is required."
 
 
 def test_params_format_keyword_is_checked_like_the_runner_does() -> None:

@@ -158,7 +158,7 @@ export function TemplateDialog({ open, onClose, config, onChoose }) {
               <h3>{template.title}</h3>
               <p className="meta">{template.sector}</p>
               <p>{template.summary}</p>
-              <button type="button" onClick={() => onChoose(template)} aria-label={`Use template ${template.title}`}>Use this template</button>
+              <button type="button" onClick={() => onChoose(template)} aria-label={`Use template ${template.title}`}>Use template</button>
             </li>
           ))}
         </ul>

@@ -39,7 +39,7 @@ function NodeIdField({ node, onRename }) {
   );
 }
 
-function Inspector({ node, catalog, issues, onParams, onLabel, onVersion, onRename, onDelete, onTarget }) {
+function Inspector({ node, catalog, issues, choices, onParams, onLabel, onVersion, onRename, onDelete, onTarget }) {
   const spec = catalog.get(node.data.block, node.data.version);
   const versions = catalog.versions(node.data.block);
   return (
@@ -86,6 +86,7 @@ function Inspector({ node, catalog, issues, onParams, onLabel, onVersion, onRena
                 schema={spec.parameters}
                 params={node.data.params && typeof node.data.params === "object" ? node.data.params : {}}
                 onChange={(params) => onParams(node.id, params)}
+                choices={choices}
               />
             </Suspense>
           ) : (
@@ -161,6 +162,8 @@ export default function SidePanel(props) {
   const { selected, catalog, issuesByNode, readOnly } = props;
   return (
     <aside className="ed-side" aria-label="Details">
+      {/* first and sticky: what stops the pipeline from running stays in view while parameters scroll */}
+      <Problems issues={props.issues} checking={props.checking} onFocusIssue={props.onFocusIssue} onFix={props.onFix} readOnly={readOnly} />
       {/* read-only: every field and button of the inspector is disabled (a viewer's editor) */}
       <fieldset className="plain" disabled={Boolean(readOnly)}>
       {selected.length === 1 ? (
@@ -168,6 +171,7 @@ export default function SidePanel(props) {
           node={selected[0]}
           catalog={catalog}
           issues={issuesByNode.get(selected[0].id)}
+          choices={(props.choices || {})[selected[0].data.docId !== undefined ? selected[0].data.docId : selected[0].id]}
           onParams={props.onParams}
           onLabel={props.onLabel}
           onVersion={props.onVersion}
@@ -194,7 +198,6 @@ export default function SidePanel(props) {
         </section>
       )}
       </fieldset>
-      <Problems issues={props.issues} checking={props.checking} onFocusIssue={props.onFocusIssue} onFix={props.onFix} readOnly={readOnly} />
       <Versions pipeline={props.pipeline} versions={props.versions} onRestore={props.onRestore} readOnly={readOnly} />
     </aside>
   );
