@@ -122,6 +122,39 @@ def test_a_block_in_an_isolated_step_finds_no_secrets(launcher):
     assert database_file.read_text() == "database-content-marker"
 
 
+def test_a_block_imports_what_the_fork_server_never_loaded(launcher):
+    """As the separate user, with Python installed where others may not look (/root/.pyenv, /root
+    being 0700, on these machines): the installation is mounted back read-only in the child's view,
+    so a module a block imports only when it runs is found. Without it every such step failed with
+    "No module named ..." (seen under `make run`: the demo dataset block, No module named 'getopt')."""
+    import sys
+
+    module = "tabnanny"
+    assert module not in sys.modules
+    result = run_isolated(
+        manifest_for("isolation.late_import", {"module": module}, run="late-import"), launcher=launcher
+    )
+    assert result.ok, result.error
+    found = output_of(result)
+    assert Path(found["file"]).parent == Path(sys.base_prefix, "lib", f"python{sys.version_info.major}."
+                                              f"{sys.version_info.minor}")  # fmt: skip
+    if os.geteuid() == 0:
+        assert found["uid"] == 65534  # still the separate user, not the worker's
+
+
+def test_the_installation_is_mounted_back_but_never_the_portal_data(monkeypatch):
+    from apps.compute import isolation
+
+    home = Path(settings.ILIAD_HOME).resolve()
+    for path in launcher_config()["keep_readonly"]:
+        assert not home.is_relative_to(Path(path).resolve()), path
+    # A closed checkout that holds ILIAD_HOME is never mounted back: the worker's user is kept instead.
+    monkeypatch.setattr(isolation, "unreachable_path", lambda uid, paths, hidden: (paths[0], Path("/x")))
+    monkeypatch.setattr(isolation.settings, "ILIAD_HOME", Path(settings.BASE_DIR) / "var")
+    monkeypatch.setattr(isolation.Path, "stat", lambda self: os.stat("/"))
+    assert isolation._code_paths_to_open(65534) == (None, [])
+
+
 def test_isolated_output_equals_the_in_process_output(launcher):
     manifest = manifest_for("utility.noop", {"sleep_s": 0}, run="same")
     isolated = output_of(run_isolated(manifest, launcher=launcher))

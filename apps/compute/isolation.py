@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -102,14 +103,21 @@ def launcher_config() -> dict[str, Any]:
                 uid, blocked[0], blocked[1], blocked[1].stat().st_mode & 0o777, uid,
             )
             uid = None
+    opened: list[str] = []  # closed directories the children see as an empty tmpfs ...
+    code: list[str] = []  # ... with the Python installation or the checkout mounted back, read-only
+    if uid is not None and os.geteuid() == 0:
+        opened, code = _code_paths_to_open(uid)
+        if opened is None:
+            uid = None
+            opened, code = [], []
     gid = _id_from_env("ILIAD_ISOLATE_GID") if uid is not None else None
-    hide = [str(settings.ILIAD_HOME), str(settings.ILIAD_ARTIFACT_ROOT)]
+    hide = [str(settings.ILIAD_HOME), str(settings.ILIAD_ARTIFACT_ROOT), *opened]
     hide += [path for path in os.environ.get("ILIAD_ISOLATE_HIDE", "").split(":") if path]
     return {
         "uid": uid,
         "gid": gid if gid is not None else uid,
         "hide": hide,
-        "keep_readonly": [str(settings.ILIAD_DATA_DIR)],
+        "keep_readonly": [str(settings.ILIAD_DATA_DIR), *code],
         "no_network": os.environ.get("ILIAD_ISOLATE_NETWORK", "").strip().lower() in ("none", "off", "false"),
         "env": {
             "ILIAD_DATA_DIR": str(settings.ILIAD_DATA_DIR),
@@ -117,6 +125,34 @@ def launcher_config() -> dict[str, Any]:
             "ILIAD_STORE_ROOT": str(settings.ILIAD_ARTIFACT_ROOT),
         },
     }
+
+
+def _code_paths_to_open(uid: int) -> tuple[list[str] | None, list[str]]:
+    """The Python installation, the virtualenv and the checkout must stay readable by the children:
+    a block imports modules the fork server never loaded (the standard library's ``getopt``, say) when
+    it runs. Where one of them lies under a directory closed to others (Python installed under
+    ``/root``, mode 0700), the children get that directory as an empty tmpfs with the installation
+    mounted back read-only. Returns (directories to cover, paths to mount back), or (None, []) when
+    mounting a path back would also show the portal's data (ILIAD_HOME inside the checkout, itself
+    closed): the children then keep the worker's user, and the log says why."""
+    portal_data = [Path(settings.ILIAD_HOME).resolve(), Path(settings.ILIAD_ARTIFACT_ROOT).resolve()]
+    opened: list[str] = []
+    code: list[str] = []
+    for path in dict.fromkeys(Path(p).resolve() for p in (sys.base_prefix, sys.prefix, settings.BASE_DIR)):
+        blocked = unreachable_path(uid, [path], portal_data)
+        if blocked is None:
+            continue
+        closed = blocked[1]
+        if any(data == path or path in data.parents for data in portal_data):
+            logger.warning(
+                "isolated steps run as the worker's user, not as uid %s: %s is closed to others "
+                "(mode %o) and holds the portal's data; move the installation or open that directory",
+                uid, closed, closed.stat().st_mode & 0o777,
+            )
+            return None, []
+        opened += [str(closed)] if str(closed) not in opened else []
+        code.append(str(path))
+    return opened, code
 
 
 def protections(config: dict[str, Any] | None = None) -> dict[str, bool]:

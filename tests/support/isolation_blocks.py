@@ -143,3 +143,24 @@ def connect(ctx, inputs, params):
     except OSError as error:
         return {"result": {"connected": False, "error": type(error).__name__}}
     return {"result": {"connected": True}}
+
+
+@block(
+    id="isolation.late_import",
+    version="1.0.0",
+    title="Imports a module only when it runs",
+    category="utility",
+    outputs=(Port("result", "json"),),
+    parameters={
+        "type": "object",
+        "properties": {"module": {"type": "string", "default": "tabnanny"}},
+        "additionalProperties": False,
+    },
+)
+def late_import(ctx, inputs, params):
+    """Imports ``module`` (a standard-library module nothing else loads) as a block that needs it only
+    when it runs does; returns where it came from and the user it ran as."""
+    import importlib
+
+    module = importlib.import_module(params["module"])
+    return {"result": {"file": module.__file__, "uid": os.getuid()}}
