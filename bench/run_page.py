@@ -206,7 +206,9 @@ def main() -> int:
                     {"id": "map", "block": "plot.map", "version": "1.0.0", "params": {"variable": "sst"},
                      "position": {"x": 320, "y": 0}},
                 ],
-                "edges": [{"source": "demo", "source_port": "dataset", "target": "map", "target_port": "dataset"}],
+                "edges": [
+                    {"source": "demo", "source_port": "dataset", "target": "map", "target_port": "dataset"},
+                ],
             }  # fmt: skip
             pipeline = pipeline_create(owner=user, name="bench run page", document=document)
             client = Client()

@@ -164,8 +164,9 @@
   // --- results ----------------------------------------------------------------------------------
   let resultsTimer = null;
 
+  // Steps ending together (a fan-out) are fetched once; short enough not to delay a figure.
   function scheduleResults() {
-    if (resultsTimer === null) resultsTimer = setTimeout(refreshResults, 200);
+    if (resultsTimer === null) resultsTimer = setTimeout(refreshResults, 30);
   }
 
   function humanSize(bytes) {
@@ -508,5 +509,12 @@
   });
 
   data.artifacts.filter((a) => a.deliverable).forEach(autoPreview);
+  // While the run goes on, have plotly parsed before a figure arrives (it is cached after the first
+  // page; parsing it still takes a tenth of a second).
+  if (!finished.has(data.state)) {
+    const early = () => loadPlotly().catch(() => {});
+    if ("requestIdleCallback" in window) window.requestIdleCallback(early, { timeout: 1000 });
+    else setTimeout(early, 200);
+  }
   connect();
 })();
