@@ -169,6 +169,11 @@ API = {
         {"owner": 200, "editor": 200, "viewer": 200, "other": 404},
         SIGNED_IN,
     ),
+    "runs_artifacts_rows_retrieve": (
+        None,
+        {"owner": 200, "editor": 200, "viewer": 200, "other": 404},
+        SIGNED_IN,
+    ),
     "runs_cancel_create": (None, {"owner": 200, "editor": 200, "viewer": 403, "other": 404}, SIGNED_IN),
     "runs_events_retrieve": (None, {"owner": 200, "editor": 200, "viewer": 200, "other": 404}, SIGNED_IN),
     "runs_rerun_create": (
@@ -505,6 +510,11 @@ PAGES = {
     ),
     "run-list": ("get", "/runs/", {"owner": 200, "editor": 200, "viewer": 200, "other": 200}),
     "run-detail": ("get", "/runs/{run_id}/", {"owner": 200, "editor": 200, "viewer": 200, "other": 404}),
+    "run-compare": (
+        "get",
+        "/runs/compare/?a={run_id}&b={run_id}",
+        {"owner": 200, "editor": 200, "viewer": 200, "other": 404},
+    ),
     "project-list": ("get", "/projects/", {"owner": 200, "editor": 200, "viewer": 200, "other": 200}),
     "project-detail": (
         "get",
