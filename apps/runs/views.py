@@ -28,6 +28,8 @@ def run_detail(request, run_id: int):
     document = (run.snapshot or {}).get("document") or {}
     order = {node: index for index, node in enumerate(step_order(document))}
     steps = sorted(data["steps"], key=lambda step: order.get(step["node"], len(order)))
+    # Results in pipeline order, not in the order their steps happened to end.
+    artifacts = sorted(data["artifacts"], key=lambda a: (order.get(a["node"], len(order)), a["port"]))
     graph = graph_layout(document)
     states = {step["node"]: step["state"] for step in steps}
     for node in graph["nodes"]:
@@ -46,8 +48,8 @@ def run_detail(request, run_id: int):
         "runs/detail.html",
         {
             "run": run, "data": data, "steps": steps, "graph": graph,
-            "deliverables": [a for a in data["artifacts"] if a["deliverable"]],
-            "intermediates": [a for a in data["artifacts"] if not a["deliverable"]],
+            "deliverables": [a for a in artifacts if a["deliverable"]],
+            "intermediates": [a for a in artifacts if not a["deliverable"]],
             "may_cancel": may_cancel, "may_run": may_run, "may_edit": may_edit, "others": others,
         },  # fmt: skip
     )

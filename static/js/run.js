@@ -197,8 +197,13 @@
     fetch("/api/runs/" + runId + "/", { credentials: "same-origin" })
       .then((response) => response.json())
       .then((run) => {
-        const deliverables = run.artifacts.filter((a) => a.deliverable);
-        const intermediates = run.artifacts.filter((a) => !a.deliverable);
+        // In pipeline order (the steps table's), not in the order their steps happened to end.
+        const rank = new Map([...document.querySelectorAll("#steps tr[data-node]")].map((row, i) => [row.dataset.node, i]));
+        const ordered = [...run.artifacts].sort(
+          (x, y) => (rank.get(x.node) ?? 1e9) - (rank.get(y.node) ?? 1e9) || (x.port < y.port ? -1 : x.port > y.port ? 1 : 0),
+        );
+        const deliverables = ordered.filter((a) => a.deliverable);
+        const intermediates = ordered.filter((a) => !a.deliverable);
         const list = document.getElementById("artifacts");
         if (deliverables.length) list.replaceChildren(...deliverables.map(artifactItem));
         const folded = document.getElementById("intermediates");
