@@ -26,7 +26,6 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,9 @@ import time
 import urllib.request
 from datetime import datetime
 from pathlib import Path
+
+from bench.editor_load import CHROMIUM_ARGS
+from iliad_portal.embedded import free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TARGET_P95_MS = 300.0
@@ -71,12 +73,6 @@ def log(message: str) -> None:
     print(f"[bench] {message}", flush=True)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def wait_for_portal(url: str, process: subprocess.Popen, log_path: Path, timeout: float = 300.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -101,10 +97,7 @@ def measure(url: str, cookie: str, pipeline_id: int, runs: int, warmup: int) -> 
 
     found: dict[str, list[float]] = {"progress": [], "loaded": [], "figure": [], "draw": []}
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         context = browser.new_context(viewport={"width": 1280, "height": 800})
         context.add_cookies([{"name": "sessionid", "value": cookie, "url": url}])
         context.add_init_script(OBSERVER)

@@ -469,11 +469,14 @@ class _Validator:
             spelled = "/".join(map(str, path))
             return f"{title} ({spelled})" if isinstance(title, str) and title else f"parameter {spelled!r}"
 
+        # One ``required`` error per missing parameter, in the schema's order: name each in turn.
+        required = block.validator.schema.get("required") or []
+        missing_params = iter([p for p in required if isinstance(p, str) and p not in params])
         for error in block.validator.iter_errors(params):
             path = list(error.path)
             if not path and error.validator == "required":  # name the missing parameter, not "the parameters"
-                missing = next((p for p in error.validator_value if p not in params), None)
-                if isinstance(missing, str):
+                missing = next(missing_params, None)
+                if missing is not None:
                     self.add(
                         "node.invalid_params",
                         f"{pointer}/params",

@@ -25,7 +25,7 @@ DOCUMENT = {
 
 def test_steps_read_in_pipeline_order_under_their_labels():
     assert depths(DOCUMENT) == {"demo": 0, "mean": 1, "stats": 1, "plot": 2}
-    assert step_order(DOCUMENT) == ["demo", "mean", "stats", "plot"]
+    assert step_order(graph_layout(DOCUMENT)) == ["demo", "mean", "stats", "plot"]
     assert node_labels(DOCUMENT) == {"plot": "Time series", "mean": "mean", "demo": "demo", "stats": "stats"}
 
 

@@ -150,7 +150,8 @@ def _code_paths_to_open(uid: int) -> tuple[list[str] | None, list[str]]:
                 uid, closed, closed.stat().st_mode & 0o777,
             )
             return None, []
-        opened += [str(closed)] if str(closed) not in opened else []
+        if str(closed) not in opened:
+            opened.append(str(closed))
         code.append(str(path))
     return opened, code
 

@@ -1,6 +1,5 @@
 """Run API: start a run of a pipeline, follow it, cancel it, read its events, download artifacts."""
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Prefetch
 from django.http import Http404
@@ -16,7 +15,7 @@ from apps.pipelines.serializers import PipelineInvalidSerializer
 from apps.pipelines.services import PipelineInvalid
 from apps.projects.access import can
 from apps.runs import store as artifact_store
-from apps.runs.downloads import StreamedFileResponse, table_head
+from apps.runs.downloads import StreamedFileResponse, is_table, table_head
 from apps.runs.models import Artifact, Run, RunState
 from apps.runs.selectors import EVENTS_PAGE_MAX, run_events, run_get, runs_visible_to
 from apps.runs.serializers import (
@@ -315,11 +314,10 @@ def artifact_file(request, run_id: int, artifact_id: int):
     if artifact is None:
         raise Http404("no such artifact in this run")
     try:
-        path = artifact_store.artifact_path(artifact.uri)  # from the object store if only there
+        path = artifact_store.served_artifact_path(artifact.uri)  # from the object store if only there
     except StoreError:
         raise StoreUnavailable() from None
-    path = path.resolve() if path is not None else None
-    if path is None or not path.is_relative_to(settings.ILIAD_ARTIFACT_ROOT) or not path.is_file():
+    if path is None:
         raise Http404("artifact file is missing")
     return artifact, path
 
@@ -396,7 +394,7 @@ class ArtifactRowsApi(APIView):
         if not 1 <= limit <= TABLE_ROWS_MAX:
             raise ValidationError({"limit": f"from 1 to {TABLE_ROWS_MAX}, not {limit}"})
         artifact, path = artifact_file(request, run_id, artifact_id)
-        if artifact.media_type.split(";", 1)[0].strip().lower() != "text/csv":
+        if not is_table(artifact.media_type):
             raise ValidationError(
                 {"artifact": f"is {artifact.media_type or 'untyped'}, not a table (text/csv)"}
             )

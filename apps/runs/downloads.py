@@ -28,6 +28,11 @@ class StreamedFileResponse(FileResponse):
             yield chunk
 
 
+def is_table(media_type: str) -> bool:
+    """Whether an artifact of this media type is a CSV table (parameters such as charset ignored)."""
+    return media_type.split(";", 1)[0].strip().lower() == "text/csv"
+
+
 TABLE_HEAD_MAX_BYTES = 1024 * 1024
 TABLE_CELL_MAX_CHARS = 200
 

@@ -64,9 +64,10 @@ def depths(document: Mapping[str, Any]) -> dict[str, int]:
     return depth
 
 
-def step_order(document: Mapping[str, Any]) -> list[str]:
-    """Node ids in the order the pipeline reads: by depth, then as the graph lays them out."""
-    return [node["id"] for node in sorted(graph_layout(document)["nodes"], key=lambda n: (n["x"], n["y"]))]
+def step_order(layout: Mapping[str, Any]) -> list[str]:
+    """Node ids in the order the pipeline reads, from its :func:`graph_layout`: column by column, top
+    to bottom."""
+    return [node["id"] for node in sorted(layout["nodes"], key=lambda n: (n["x"], n["y"]))]
 
 
 def graph_layout(document: Mapping[str, Any]) -> dict[str, Any]:

@@ -71,6 +71,17 @@ def artifact_path(uri: str) -> Path | None:
     return store.fetch(relative, store_root())
 
 
+def served_artifact_path(uri: str) -> Path | None:
+    """:func:`artifact_path`, resolved, and only when it is a file inside the artifact root (what the
+    portal may serve or read for a user: a URI must never lead out of the store). Raises StoreError
+    when the object store fails."""
+    path = artifact_path(uri)
+    path = path.resolve() if path is not None else None
+    if path is None or not path.is_relative_to(settings.ILIAD_ARTIFACT_ROOT) or not path.is_file():
+        return None
+    return path
+
+
 def artifact_available(uri: str) -> bool:
     """Whether an artifact's file exists here or in the object store (without downloading it)."""
     try:

@@ -1,4 +1,3 @@
-from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponseBadRequest
 from django.shortcuts import render
@@ -7,10 +6,11 @@ from apps.projects.access import can
 from apps.runs import store as artifact_store
 from apps.runs.apis import run_detail_data
 from apps.runs.comparison import result_pairs, step_differences, table_diff
-from apps.runs.downloads import table_head
+from apps.runs.downloads import is_table, table_head
 from apps.runs.models import Artifact
 from apps.runs.presentation import graph_layout, step_order
 from apps.runs.selectors import run_get, runs_visible_to
+from blocks.store import StoreError
 
 
 @login_required
@@ -26,11 +26,11 @@ def run_detail(request, run_id: int):
         raise Http404("no such run")
     data = run_detail_data(run)
     document = (run.snapshot or {}).get("document") or {}
-    order = {node: index for index, node in enumerate(step_order(document))}
+    graph = graph_layout(document)
+    order = {node: index for index, node in enumerate(step_order(graph))}
     steps = sorted(data["steps"], key=lambda step: order.get(step["node"], len(order)))
     # Results in pipeline order, not in the order their steps happened to end.
     artifacts = sorted(data["artifacts"], key=lambda a: (order.get(a["node"], len(order)), a["port"]))
-    graph = graph_layout(document)
     states = {step["node"]: step["state"] for step in steps}
     for node in graph["nodes"]:
         node["state"] = states.get(node["id"], "pending")
@@ -60,17 +60,14 @@ COMPARED_TABLE_ROWS = 20
 
 def _table_head(artifact: dict | None) -> dict | None:
     """The first rows of a table artifact (serialized), or None if it is no CSV or its file is gone."""
-    if artifact is None or artifact["media_type"].split(";", 1)[0].strip().lower() != "text/csv":
+    if artifact is None or not is_table(artifact["media_type"]):
         return None
     row = Artifact.objects.filter(pk=artifact["id"]).first()
     try:
-        path = artifact_store.artifact_path(row.uri) if row is not None else None
-    except Exception:  # noqa: BLE001 - an unreachable store shows the table as unavailable, not a 500
+        path = artifact_store.served_artifact_path(row.uri) if row is not None else None
+    except StoreError:  # an unreachable store shows the table as unavailable, not a 500
         return None
-    path = path.resolve() if path is not None else None
-    if path is None or not path.is_relative_to(settings.ILIAD_ARTIFACT_ROOT) or not path.is_file():
-        return None
-    return table_head(path, COMPARED_TABLE_ROWS)
+    return table_head(path, COMPARED_TABLE_ROWS) if path is not None else None
 
 
 @login_required

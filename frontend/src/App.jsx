@@ -254,7 +254,9 @@ function Editor({ config, specs, initialDocument }) {
         .then((result) => {
           if (seq !== validateSeq.current) return;
           setIssues(result.errors || []);
-          setChoices(result.choices || {});
+          // Same names as before: keep the object, so the open form is not rebuilt on every check.
+          const next = result.choices || {};
+          setChoices((current) => (JSON.stringify(current) === JSON.stringify(next) ? current : next));
         })
         .catch((error) => {
           if (seq === validateSeq.current) say(`Could not check the pipeline: ${errorText(error)}`, "error");

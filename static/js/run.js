@@ -54,12 +54,11 @@
   // --- steps: table rows, graph nodes, timing ----------------------------------------------------
   const labels = new Map(data.steps.map((step) => [step.node, step.label || step.node]));
   const stepState = new Map(data.steps.map((step) => [step.node, step.state]));
-  const timing = new Map(
-    data.steps.map((step) => [
-      step.node,
-      { start: step.started_at ? Date.parse(step.started_at) : null, end: step.finished_at ? Date.parse(step.finished_at) : null },
-    ]),
-  );
+  const timingOf = (step) => ({
+    start: step.started_at ? Date.parse(step.started_at) : null,
+    end: step.finished_at ? Date.parse(step.finished_at) : null,
+  });
+  const timing = new Map(data.steps.map((step) => [step.node, timingOf(step)]));
   const fraction = new Map();
   const message = new Map();
   const STEP_DONE = new Set(["succeeded", "failed", "cancelled", "skipped"]);
@@ -218,10 +217,7 @@
             showError(row, step.error);
           }
           if (STEP_DONE.has(step.state) && stepState.get(step.node) !== step.state) {
-            timing.set(step.node, {
-              start: step.started_at ? Date.parse(step.started_at) : null,
-              end: step.finished_at ? Date.parse(step.finished_at) : null,
-            });
+            timing.set(step.node, timingOf(step));
             stepState.set(step.node, step.state);
             showStep(step.node);
           }

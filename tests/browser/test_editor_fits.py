@@ -81,3 +81,31 @@ def test_the_palette_and_panel_fold_away_and_a_keyboard_delete_is_announced(port
     )
     expect(page.locator(".react-flow__node")).to_have_count(5)
     assert page_errors == []
+
+
+@pytest.mark.parametrize(("width", "height"), SIZES)
+def test_the_file_menu_and_its_dialogs_fit_and_pass_axe(portal, page, page_errors, width, height):
+    from tests.browser.conftest import run_axe
+
+    page.set_viewport_size({"width": width, "height": height})
+    open_editor(page, f"{portal}/pipelines/new/?template=aquaculture-heatwave-alert")
+    page.get_by_role("button", name="File").click()
+    menu = page.get_by_role("group", name="File")
+    expect(menu.get_by_role("button", name="Export JSON")).to_be_visible()
+    page.screenshot(path=str(SCREENSHOTS / f"editor-file-menu-{width}x{height}.png"))
+    assert run_axe(page) == []
+    page.keyboard.press("Escape")
+    expect(menu).to_be_hidden()
+    page.get_by_role("button", name="File").click()
+    page.get_by_role("button", name="New from template").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog.get_by_role("button", name=re.compile("^Use template ")).first).to_have_text("Use template")
+    page.screenshot(path=str(SCREENSHOTS / f"editor-templates-dialog-{width}x{height}.png"))
+    assert run_axe(page) == []
+    assert measure(page)["overflowY"] <= 0
+    dialog.get_by_role("button", name="Cancel").or_(dialog.get_by_role("button", name="Close")).first.click()
+    page.get_by_role("button", name="Run…").click()
+    expect(page.get_by_role("dialog")).to_be_visible()
+    page.screenshot(path=str(SCREENSHOTS / f"editor-run-dialog-{width}x{height}.png"))
+    assert run_axe(page) == []
+    assert page_errors == []

@@ -680,3 +680,17 @@ def test_deeply_nested_params_validate_and_parse() -> None:
     while parsed:
         parsed, depth = parsed["a"], depth + 1
     assert depth == 900
+
+
+def test_each_missing_parameter_is_named_once() -> None:
+    catalog = copy.deepcopy(CATALOG)
+    for spec in catalog["ocean.area_mean"].values():
+        spec["parameters"]["properties"]["unit"] = {"type": "string", "title": "Unit"}
+        spec["parameters"]["required"] = ["variable", "unit"]
+    document = valid_document()
+    document["nodes"][2]["params"] = {}
+    messages = [issue.message for issue in validate_document(document, catalog)]
+    assert messages == [
+        "Parameter 'variable' of node 'mean' is required.",
+        "Unit (unit) of node 'mean' is required.",
+    ]
