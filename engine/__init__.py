@@ -13,10 +13,12 @@ from engine.graph import CycleError, PipelineGraph, find_cycles
 from engine.validation import (
     CODES,
     Catalog,
+    EditorCheck,
     Limits,
     ValidationIssue,
     ports_compatible,
     validate_document,
+    validate_document_for_editor,
     validate_document_with_choices,
 )
 
@@ -35,6 +37,8 @@ __all__ = [
     "find_cycles",
     "parse_document",
     "ports_compatible",
+    "EditorCheck",
     "validate_document",
+    "validate_document_for_editor",
     "validate_document_with_choices",
 ]

@@ -41,12 +41,13 @@ from engine.document import (
     escape_pointer_token,
     is_number,
 )
+from engine.extents import Extent, data_extents
 from engine.graph import find_cycles
 from engine.quantities import Connection, SourceDescriber, check_quantities
 
 __all__ = [
     "CODES", "Catalog", "Limits", "ValidationIssue", "ports_compatible", "validate_document",
-    "validate_document_with_choices",
+    "validate_document_with_choices", "validate_document_for_editor", "EditorCheck",
 ]  # fmt: skip
 
 Catalog = Mapping[str, Mapping[str, Mapping[str, Any]]]
@@ -150,9 +151,35 @@ def validate_document_with_choices(
     """:func:`validate_document`'s issues, and what each variable- or column-naming parameter can
     name where the data are known: ``{node id: {parameter: [names]}}`` (see
     :func:`engine.quantities.check_quantities`)."""
+    check = validate_document_for_editor(document, catalog, limits=limits, describe_source=describe_source)
+    return check.issues, check.choices
+
+
+@dataclass(frozen=True)
+class EditorCheck:
+    """What the editor learns from one validation: the issues, the names each variable- or
+    column-naming parameter can choose from (``{node id: {parameter: [names]}}``), and the extent of
+    the data each node with area or time parameters works on (``{node id: extent}``, see
+    :mod:`engine.extents`)."""
+
+    issues: list[ValidationIssue]
+    choices: dict[str, dict[str, list[str]]]
+    extents: dict[str, Extent]
+
+
+def validate_document_for_editor(
+    document: object,
+    catalog: Catalog,
+    *,
+    limits: Limits = Limits(),
+    describe_source: SourceDescriber | None = None,
+) -> EditorCheck:
+    """:func:`validate_document`'s issues with what the editor offers for parameters where the data
+    are known (an acyclic graph whose blocks declare what their ports carry)."""
     validator = _Validator(catalog, limits, ports_compatible, describe_source)
+    validator.want_extents = True
     issues = validator.run(document)
-    return issues, validator.choices
+    return EditorCheck(issues, validator.choices, validator.extents)
 
 
 @dataclass(frozen=True)
@@ -186,6 +213,8 @@ class _Validator:
         self.compatible = compatible
         self.issues: list[ValidationIssue] = []
         self.choices: dict[str, dict[str, list[str]]] = {}
+        self.want_extents = False
+        self.extents: dict[str, Extent] = {}
         self.nodes: list[_Node] = []
         self.owner: dict[str, _Node] = {}
         # Ids that are strings but syntactically invalid: already reported, so edges naming them
@@ -661,6 +690,9 @@ class _Validator:
         for finding in check_quantities(known, self.connections, order, self.describe_source, self.choices):
             self.add(finding.code, finding.pointer, finding.message, node=finding.node, port=finding.port,
                      details=finding.details)
+        if self.want_extents:
+            nodes = ((node_id, specs[node_id][0], specs[node_id][1]) for node_id in ids if node_id in specs)
+            self.extents = data_extents(nodes, self.connections, order, self.describe_source)
 
     def is_fed(self, node_id: str, port: str) -> bool:
         return any(

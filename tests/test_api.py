@@ -141,7 +141,7 @@ def test_create_returns_every_validation_error_with_code_pointer_and_node(api, c
 
 def test_validate_endpoint_reports_without_saving(api, catalog):
     ok = api.post("/api/pipelines/validate/", {"document": valid_document()}, format="json")
-    assert ok.status_code == 200 and ok.json() == {"valid": True, "errors": [], "choices": {}}
+    assert ok.status_code == 200 and ok.json() == {"valid": True, "errors": [], "choices": {}, "extents": {}}
     cyclic = document(
         [node("a", "ocean.subset"), node("b", "ocean.subset")],
         [edge("a", "dataset", "b", "dataset"), edge("b", "dataset", "a", "dataset")],

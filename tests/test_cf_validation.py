@@ -216,3 +216,44 @@ def test_a_360_day_model_calendar_is_caught_before_heatwave_detection(api, catal
     assert issue["code"] == "edge.calendar_mismatch"
     assert (issue["node"], issue["port"]) == ("heatwaves", "series")
     assert "360_day calendar" in issue["message"]
+
+
+def test_the_validate_api_gives_the_area_and_days_of_the_data_each_step_works_on(api, catalog, data_dir):
+    """From the file's coordinates (a 360_day calendar's dates too, packed values unpacked), narrowed by
+    the bounds set upstream; ACDD attributes when there are no coordinates to read."""
+    days = np.arange(0.0, 90.0)
+    xr.Dataset(
+        {"sst": (("time", "lat", "lon"), np.full((days.size, 2, 3), 15.0), {"units": "degC"})},
+        coords={"time": ("time", days, {"standard_name": "time", "units": "days since 2000-02-01",
+                                        "calendar": "360_day"}),
+                "lat": ("lat", np.array([4450, 4600], dtype="int16"),
+                        {"standard_name": "latitude", "units": "degrees_north", "scale_factor": 0.01}),
+                "lon": ("lon", [-6.0, -4.5, -3.0], {"standard_name": "longitude", "units": "degrees_east"})},
+    ).to_netcdf(data_dir / "extent_model.nc")
+    doc = document(
+        [node("open", "data.open_gridded", source="extent_model.nc", lat_max=45.5, end="2000-03-10"),
+         node("cut", "ocean.subset")],
+        [edge("open", "dataset", "cut", "dataset")],
+    )
+    response = api.post("/api/pipelines/validate/", {"document": doc}, format="json")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["errors"] == []
+    assert body["extents"]["open"] == {
+        "bbox": {"west": -6.0, "south": 44.5, "east": -3.0, "north": 46.0},
+        "time": {"start": "2000-02-01", "end": "2000-04-30"},  # day 89 of a 30-day-month calendar
+    }
+    assert body["extents"]["cut"] == {
+        "bbox": {"west": -6.0, "south": 44.5, "east": -3.0, "north": 45.5},
+        "time": {"start": "2000-02-01", "end": "2000-03-10"},
+    }
+    xr.Dataset(
+        {"chl": (("obs",), np.ones(3))},
+        attrs={"geospatial_lat_min": 40.0, "geospatial_lat_max": 41.0, "geospatial_lon_min": 2.0,
+               "geospatial_lon_max": 3.5, "time_coverage_start": "2021-05-01T00:00:00Z",
+               "time_coverage_end": "2021-05-03T12:00:00Z"},
+    ).to_netcdf(data_dir / "acdd_only.nc")
+    assert sources.describe_source("acdd_only.nc")["extent"] == {
+        "bbox": {"west": 2.0, "south": 40.0, "east": 3.5, "north": 41.0},
+        "time": {"start": "2021-05-01", "end": "2021-05-03"},
+    }

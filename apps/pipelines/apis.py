@@ -213,5 +213,12 @@ class PipelineValidateApi(APIView):
     def post(self, request):
         data = DocumentSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        issues, choices = pipeline_document_check(document=data.validated_data["document"])
-        return Response({"valid": not issues, "errors": issues, "choices": choices})
+        check = pipeline_document_check(document=data.validated_data["document"])
+        return Response(
+            {
+                "valid": not check.issues,
+                "errors": check.issues,
+                "choices": check.choices,
+                "extents": check.extents,
+            }
+        )

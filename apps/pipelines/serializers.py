@@ -159,3 +159,9 @@ class ValidationResultSerializer(serializers.Serializer):
         help_text="Node id → parameter → the variable or column names it can choose from, where the data "
         "are known (from a data-space file's attributes, or what the steps upstream pass on).",
     )
+    extents = serializers.DictField(
+        child=serializers.DictField(child=serializers.DictField()),
+        help_text="Node id → the area ({bbox: {west, south, east, north}}, degrees) and days ({time: "
+        "{start, end}}, ISO dates) of the data it works on, for nodes with area or time parameters, "
+        "where known (a data-space file's coordinates, narrowed by subsets upstream).",
+    )

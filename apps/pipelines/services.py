@@ -13,7 +13,7 @@ from apps.collab.services import shared_document_take_version
 from apps.pipelines.diff import document_diff
 from apps.pipelines.models import Pipeline, PipelineVersion
 from apps.pipelines.sources import describe_source
-from engine import Limits, validate_document_with_choices
+from engine import EditorCheck, Limits, validate_document_for_editor
 
 
 class PipelineInvalid(Exception):
@@ -34,23 +34,20 @@ def pipeline_document_issues(
     ``user``, a node's compute ``target`` must be one they may use (``node.unknown_target``: no such
     enabled target; ``node.target_forbidden``: not theirs to use).
     """
-    return pipeline_document_check(document=document, catalog=catalog, user=user)[0]
+    return pipeline_document_check(document=document, catalog=catalog, user=user).issues
 
 
-def pipeline_document_check(
-    *, document: Any, catalog: dict | None = None, user=None
-) -> tuple[list[dict[str, Any]], dict[str, dict[str, list[str]]]]:
-    """:func:`pipeline_document_issues`, and the names each variable- or column-naming parameter can
-    choose from where the data are known (``{node id: {parameter: [names]}}``), for the editor."""
+def pipeline_document_check(*, document: Any, catalog: dict | None = None, user=None) -> EditorCheck:
+    """:func:`pipeline_document_issues` (as dictionaries), and what the editor offers where the data are
+    known: the names each variable- or column-naming parameter can choose from, and the area and days
+    of the data each node with area or time parameters works on (see :class:`engine.EditorCheck`)."""
     limits = Limits(max_bytes=settings.ILIAD_MAX_PIPELINE_BYTES)
     specs = catalog if catalog is not None else catalog_specs()
-    issues, choices = validate_document_with_choices(
-        document, specs, limits=limits, describe_source=describe_source
-    )
-    found = [issue.to_dict() for issue in issues]
+    check = validate_document_for_editor(document, specs, limits=limits, describe_source=describe_source)
+    found = [issue.to_dict() for issue in check.issues]
     if user is not None and not found:
         found += _target_issues(document, user)
-    return found, choices
+    return EditorCheck(found, check.choices, check.extents)
 
 
 def _target_issues(document: dict[str, Any], user) -> list[dict[str, Any]]:

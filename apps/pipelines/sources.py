@@ -86,4 +86,61 @@ def _read_attributes(path: Path, is_zarr: bool) -> dict[str, Any]:
             if variable.attrs.get("standard_name") == "time" or variable.attrs.get("axis") == "T":
                 calendar = str(variable.attrs.get("calendar", "standard"))
                 break
-    return {"variables": variables, "calendar": calendar}
+        extent = _extent(dataset)
+    return {"variables": variables, "calendar": calendar, "extent": extent}
+
+
+# Coordinates larger than this are not read to find the extent (a curvilinear grid's 2-D latitudes).
+_EXTENT_MAX_VALUES = 4_000_000
+
+
+def _extent(dataset) -> dict[str, Any]:
+    """The area (degrees) and days a dataset covers, from its coordinates (CF ``standard_name`` or
+    ``axis``, or the usual names), else from ACDD ``geospatial_*`` and ``time_coverage_*`` attributes."""
+    import numpy as np
+    from xarray.coding.times import decode_cf_datetime
+
+    def coordinate(standard_name: str, axis: str, names: tuple[str, ...]):
+        for variable in (*dataset.coords.values(), *dataset.data_vars.values()):
+            attrs = variable.attrs
+            named = attrs.get("standard_name") == standard_name or attrs.get("axis") == axis
+            if named or variable.name in names:
+                if 0 < variable.size <= _EXTENT_MAX_VALUES:
+                    return variable
+        return None
+
+    def span(variable) -> tuple[float, float] | None:
+        values = np.asarray(variable.values, dtype="float64")
+        fill = variable.attrs.get("_FillValue", variable.attrs.get("missing_value"))
+        if fill is not None:
+            values = np.where(values == np.float64(fill), np.nan, values)
+        attrs = variable.attrs
+        values = values * float(attrs.get("scale_factor", 1)) + float(attrs.get("add_offset", 0))
+        if not np.isfinite(values).any():
+            return None
+        return float(np.nanmin(values)), float(np.nanmax(values))
+
+    extent: dict[str, Any] = {}
+    lat = coordinate("latitude", "Y", ("lat", "latitude"))
+    lon = coordinate("longitude", "X", ("lon", "longitude"))
+    lat_span, lon_span = (span(lat) if lat is not None else None), (span(lon) if lon is not None else None)
+    attrs = dataset.attrs
+    if lat_span is None and all(f"geospatial_lat_{side}" in attrs for side in ("min", "max")):
+        lat_span = float(attrs["geospatial_lat_min"]), float(attrs["geospatial_lat_max"])
+    if lon_span is None and all(f"geospatial_lon_{side}" in attrs for side in ("min", "max")):
+        lon_span = float(attrs["geospatial_lon_min"]), float(attrs["geospatial_lon_max"])
+    if lat_span and lon_span:
+        (west, east), (south, north) = lon_span, lat_span
+        extent["bbox"] = {"west": west, "south": south, "east": east, "north": north}
+    time = coordinate("time", "T", ("time",))
+    if time is not None and isinstance(time.attrs.get("units"), str) and "since" in time.attrs["units"]:
+        time_span = span(time)
+        if time_span:
+            days = decode_cf_datetime(
+                np.array(time_span), time.attrs["units"], time.attrs.get("calendar", "standard")
+            )
+            extent["time"] = {"start": str(days[0])[:10], "end": str(days[1])[:10]}
+    elif all(f"time_coverage_{side}" in attrs for side in ("start", "end")):
+        start, end = str(attrs["time_coverage_start"]), str(attrs["time_coverage_end"])
+        extent["time"] = {"start": start[:10], "end": end[:10]}
+    return extent

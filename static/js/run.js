@@ -125,6 +125,17 @@
   }, 1000);
   for (const node of stepState.keys()) showStep(node);
 
+  // Each step's own log lines, for its details panel.
+  const nodeLog = new Map();
+
+  function logLine(line, node) {
+    log.textContent += line;
+    if (!node) return;
+    if (!nodeLog.has(node)) nodeLog.set(node, []);
+    nodeLog.get(node).push(line);
+    if (panelNode === node) panel.querySelector(".step-panel-log").textContent += line;
+  }
+
   function apply(event) {
     if (event.seq <= lastSeq) return;
     lastSeq = event.seq;
@@ -144,24 +155,32 @@
         if (finished.has(event.state)) {
           const cancel = document.getElementById("cancel-run");
           if (cancel) cancel.remove();
+          // Once the run has ended it can be run again from any step (a failed one: retried).
+          document.querySelectorAll("button.rerun-step").forEach((button) => (button.hidden = false));
+          const retry = document.getElementById("retry-run");
+          if (retry) retry.hidden = event.state !== "failed";
+          if (panelNode) showPanel();
           refreshResults();
         }
       }
       const where = event.node ? name : "run";
       let why = event.error ? " — " + event.error.type + ": " + event.error.message : "";
       if (!why && event.reason) why = " (" + event.reason + ")";
-      log.textContent += time + " " + where + " → " + event.state + why + "\n";
+      logLine(time + " " + where + " → " + event.state + why + "\n", event.node);
+      if (event.node && event.node === panelNode) showPanel();
     } else if (event.kind === "progress" && event.node) {
       if (typeof event.fraction === "number") fraction.set(event.node, event.fraction);
       if (event.message) message.set(event.node, event.message);
       showStep(event.node);
+      if (event.node === panelNode) showPanelState();
     } else if (event.kind === "log") {
-      log.textContent += time + " " + (event.node ? name : "") + " [" + event.level + "] " + event.message + "\n";
+      logLine(time + " " + (event.node ? name : "") + " [" + event.level + "] " + event.message + "\n", event.node);
     }
   }
 
   // --- results ----------------------------------------------------------------------------------
   let resultsTimer = null;
+  let artifacts = data.artifacts;
 
   // Steps ending together (a fan-out) are fetched once; short enough not to delay a figure.
   function scheduleResults() {
@@ -201,6 +220,8 @@
         const ordered = [...run.artifacts].sort(
           (x, y) => (rank.get(x.node) ?? 1e9) - (rank.get(y.node) ?? 1e9) || (x.port < y.port ? -1 : x.port > y.port ? 1 : 0),
         );
+        artifacts = ordered;
+        if (panelNode) showPanelOutputs();
         const deliverables = ordered.filter((a) => a.deliverable);
         const intermediates = ordered.filter((a) => !a.deliverable);
         const list = document.getElementById("artifacts");
@@ -228,24 +249,32 @@
   // Deliverables are shown as soon as their step has made them: figures drawn, tables' first rows,
   // images. Above these sizes only the Preview button and the download are offered, so that one
   // huge result cannot freeze the page.
-  const AUTO_PREVIEW_MAX_BYTES = { figure: 5 * 1024 * 1024, image: 5 * 1024 * 1024 };
+  const AUTO_PREVIEW_MAX_BYTES = { figure: 5 * 1024 * 1024, image: 5 * 1024 * 1024, html: 8 * 1024 * 1024 };
   const TABLE_PREVIEW_ROWS = 10;
   const previewed = new Set();
 
+  const isTable = (a) => a.media_type.split(";")[0].trim() === "text/csv";
+  const previewable = (a) => isTable(a) || a.type in AUTO_PREVIEW_MAX_BYTES;
+
   function autoPreview(a) {
-    const table = a.media_type.split(";")[0].trim() === "text/csv";
-    if (previewed.has(a.id) || !(table || a.type in AUTO_PREVIEW_MAX_BYTES)) return;
+    if (previewed.has(a.id) || !previewable(a)) return;
     previewed.add(a.id);
+    document.getElementById("result-previews").append(previewCard(a));
+  }
+
+  // A result shown in place: a plotly figure drawn, a table's first rows, an image, or an HTML page
+  // (a bokeh explorer) in a sandboxed frame.
+  function previewCard(a) {
+    const table = isTable(a);
     const name = (a.label || a.node) + " · " + a.port;
     const card = document.createElement("figure");
-    card.className = "result-preview";
+    card.className = "result-preview" + (a.type === "html" ? " result-preview-wide" : "");
     card.dataset.artifact = a.id;
     const caption = document.createElement("figcaption");
     caption.textContent = name;
     const body = document.createElement("div");
     body.className = "result-preview-body";
     card.append(caption, body);
-    document.getElementById("result-previews").append(card);
     if (!table && a.size > AUTO_PREVIEW_MAX_BYTES[a.type]) {
       body.textContent = "Too large to show here (" + humanSize(a.size) + "): use Preview or download it.";
     } else if (table) {
@@ -258,11 +287,26 @@
       image.alt = name;
       image.src = a.download_url + "?inline=1";
       body.append(image);
+    } else if (a.type === "html") {
+      body.append(sandboxedFrame(a.download_url + "?inline=1", name, "480"));
     } else {
       Promise.all([loadPlotly(), fetch(a.download_url + "?inline=1").then((r) => r.json())])
         .then(([, fig]) => window.Plotly.newPlot(body, fig.data, fig.layout, { responsive: true }))
         .catch(() => (body.textContent = "The figure could not be drawn; download it instead."));
     }
+    return card;
+  }
+
+  // A user's page runs its scripts with an opaque origin, never as the portal: the server sends it
+  // with CSP "sandbox allow-scripts" too. Never add allow-same-origin here.
+  function sandboxedFrame(url, title, height) {
+    const frame = document.createElement("iframe");
+    frame.setAttribute("sandbox", "allow-scripts");
+    frame.title = title;
+    frame.width = "100%";
+    frame.height = height;
+    frame.src = url;
+    return frame;
   }
 
   function tableOf(head, name) {
@@ -318,15 +362,7 @@
     const title = "Preview of " + button.dataset.label;
     const url = button.dataset.url;
     if (button.dataset.kind === "html") {
-      // A user's page runs its scripts with an opaque origin, never as the portal: the server sends
-      // it with CSP "sandbox allow-scripts" too. Never add allow-same-origin here.
-      const frame = document.createElement("iframe");
-      frame.setAttribute("sandbox", "allow-scripts");
-      frame.title = title;
-      frame.width = "100%";
-      frame.height = "600";
-      frame.src = url;
-      preview.replaceChildren(frame);
+      preview.replaceChildren(sandboxedFrame(url, title, "600"));
     } else if (button.dataset.kind === "image") {
       const image = document.createElement("img");
       image.alt = title;
@@ -392,6 +428,91 @@
         status.textContent = "Could not start the new run: the server did not answer.";
       });
   });
+
+  // --- a step's details: chosen on the graph --------------------------------------------------
+  const panel = document.getElementById("step-panel");
+  let panelNode = null;
+  let panelShown = new Set(); // the outputs the panel already shows
+
+  function showPanelState() {
+    const row = document.querySelector('#steps tr[data-node="' + CSS.escape(panelNode) + '"]');
+    const parts = [stepState.get(panelNode)];
+    const f = fraction.get(panelNode);
+    if (stepState.get(panelNode) === "running" && f !== undefined) parts.push(Math.round(f * 100) + " %");
+    if (stepState.get(panelNode) === "running" && message.get(panelNode)) parts.push(message.get(panelNode));
+    const elapsed = row ? row.querySelector(".elapsed").textContent : "";
+    if (elapsed) parts.push(elapsed);
+    panel.querySelector(".step-panel-state").textContent = parts.join(" · ");
+    const error = row ? row.querySelector(".error") : null;
+    const box = panel.querySelector(".step-panel-error");
+    box.textContent = error ? error.textContent : "";
+    box.hidden = !error;
+  }
+
+  function showPanelOutputs() {
+    const mine = artifacts.filter((a) => a.node === panelNode);
+    const fresh = mine.filter((a) => !panelShown.has(a.id));
+    const list = panel.querySelector(".step-panel-outputs");
+    if (!mine.length) {
+      list.replaceChildren(Object.assign(document.createElement("li"), { className: "empty", textContent: "No outputs yet." }));
+      return;
+    }
+    if (!fresh.length) return;
+    list.replaceChildren(...mine.map(artifactItem));
+    const previews = panel.querySelector(".step-panel-previews");
+    for (const a of fresh) {
+      panelShown.add(a.id);
+      if (previewable(a)) previews.append(previewCard(a));
+    }
+  }
+
+  function showPanel() {
+    const row = document.querySelector('#steps tr[data-node="' + CSS.escape(panelNode) + '"]');
+    panel.querySelector("#step-panel-title").textContent = labels.get(panelNode) + (row ? " (" + row.cells[1].textContent.trim() + ")" : "");
+    showPanelState();
+    const actions = panel.querySelector(".step-panel-actions");
+    const cell = row && row.querySelector("td:nth-child(5)");
+    actions.replaceChildren(...(cell ? [...cell.childNodes].map((child) => child.cloneNode(true)) : []));
+  }
+
+  function openPanel(node) {
+    document.querySelectorAll("#run-graph .graph-node").forEach((g) => g.removeAttribute("aria-current"));
+    graphNode(node).setAttribute("aria-current", "true");
+    if (node !== panelNode) {
+      panelNode = node;
+      panelShown = new Set();
+      panel.querySelector(".step-panel-previews").replaceChildren();
+      panel.querySelector(".step-panel-outputs").replaceChildren();
+      panel.querySelector(".step-panel-log").textContent = (nodeLog.get(node) || []).join("") || "";
+    }
+    panel.hidden = false;
+    showPanel();
+    showPanelOutputs();
+    const title = panel.querySelector("#step-panel-title");
+    title.focus({ preventScroll: true });
+    panel.scrollIntoView({ block: "nearest" });
+  }
+
+  function closePanel() {
+    const node = panelNode;
+    panelNode = null;
+    panel.hidden = true;
+    document.querySelectorAll("#run-graph .graph-node").forEach((g) => g.removeAttribute("aria-current"));
+    if (node && graphNode(node)) graphNode(node).focus();
+  }
+
+  if (panel) {
+    document.getElementById("run-graph").addEventListener("click", (e) => {
+      const g = e.target.closest(".graph-node");
+      if (!g) return;
+      e.preventDefault();
+      openPanel(g.dataset.node);
+    });
+    panel.querySelector("#step-panel-close").addEventListener("click", closePanel);
+    panel.addEventListener("keydown", (e) => {
+      if (e.key === "Escape") closePanel();
+    });
+  }
 
   // --- live connection ------------------------------------------------------------------------
   let refusedCode = null;

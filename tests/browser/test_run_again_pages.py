@@ -60,7 +60,7 @@ def test_the_run_pages_retry_and_rerun_buttons_start_new_runs(
     assert Run.objects.values_list("snapshot__rerun__run", flat=True).get(pk=retried.pk) == failed.pk
 
     page.reload()
-    page.get_by_role("button", name="Rerun from b").click()
+    page.get_by_role("button", name="Rerun from here: b").click()
     page.wait_for_url(f"{portal}/runs/{retried.pk + 1}/")
     rerun = wait_for_run(retried.pk + 1, expect="succeeded")
     assert [step.cached_from_id is not None for step in rerun.steps.order_by("id")] == [True, False]
