@@ -239,6 +239,7 @@ function Editor({ config, specs, initialDocument }) {
   const redoable = collab.shared ? collab.canRedo : canRedo(history);
   const [conflict, setConflict] = useState(null);
   const [choices, setChoices] = useState({}); // node → parameter → names the data offer
+  const [extents, setExtents] = useState({}); // node → the area and days of the data it works on
   const [merging, setMerging] = useState(false);
   const forcedBase = useRef(null);
   const comments = useComments(config, pipeline ? pipeline.id : null);
@@ -257,6 +258,8 @@ function Editor({ config, specs, initialDocument }) {
           // Same names as before: keep the object, so the open form is not rebuilt on every check.
           const next = result.choices || {};
           setChoices((current) => (JSON.stringify(current) === JSON.stringify(next) ? current : next));
+          const found = result.extents || {};
+          setExtents((current) => (JSON.stringify(current) === JSON.stringify(found) ? current : found));
         })
         .catch((error) => {
           if (seq === validateSeq.current) say(`Could not check the pipeline: ${errorText(error)}`, "error");
@@ -1065,6 +1068,7 @@ function Editor({ config, specs, initialDocument }) {
               issues={issueIndex.list}
               issuesByNode={issueIndex.byNode}
               choices={choices}
+              extents={extents}
               checking={checking}
               pipeline={pipeline}
               versions={versions}

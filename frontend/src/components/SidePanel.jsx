@@ -2,6 +2,8 @@ import { Suspense, lazy, useEffect, useState } from "react";
 
 // The form library (rjsf + ajv) loads on first use, keeping the editor's first paint light.
 const ParamsForm = lazy(() => import("./ParamsForm.jsx"));
+// The area map (d3-geo, coastlines) likewise, on the first block with an area or a period.
+const DataExtent = lazy(() => import("./DataExtent.jsx"));
 import { NODE_ID_RE } from "../document.js";
 import { portClass } from "../ports.js";
 import { fixLabel, fixOf } from "../fixes.js";
@@ -39,7 +41,7 @@ function NodeIdField({ node, onRename }) {
   );
 }
 
-function Inspector({ node, catalog, issues, choices, onParams, onLabel, onVersion, onRename, onDelete, onTarget }) {
+function Inspector({ node, catalog, issues, choices, extent, readOnly, onParams, onLabel, onVersion, onRename, onDelete, onTarget }) {
   const spec = catalog.get(node.data.block, node.data.version);
   const versions = catalog.versions(node.data.block);
   return (
@@ -80,6 +82,14 @@ function Inspector({ node, catalog, issues, choices, onParams, onLabel, onVersio
           <h3>Parameters</h3>
           {Object.keys((spec.parameters && spec.parameters.properties) || {}).length ? (
             <Suspense fallback={<p>Loading the form…</p>}>
+              <DataExtent
+                nodeId={node.id}
+                schema={spec.parameters}
+                extent={extent}
+                params={node.data.params && typeof node.data.params === "object" ? node.data.params : {}}
+                onParams={(params) => onParams(node.id, params)}
+                readOnly={readOnly}
+              />
               <ParamsForm
                 key={`${node.id}@${spec.version}`}
                 nodeId={node.id}
@@ -172,6 +182,8 @@ export default function SidePanel(props) {
           catalog={catalog}
           issues={issuesByNode.get(selected[0].id)}
           choices={(props.choices || {})[selected[0].data.docId !== undefined ? selected[0].data.docId : selected[0].id]}
+          extent={(props.extents || {})[selected[0].data.docId !== undefined ? selected[0].data.docId : selected[0].id]}
+          readOnly={Boolean(readOnly)}
           onParams={props.onParams}
           onLabel={props.onLabel}
           onVersion={props.onVersion}
