@@ -109,11 +109,31 @@ def test_build_a_pipeline_by_drag_and_drop_save_reload_and_run(portal, page, pag
 
     page.get_by_role("button", name="Run…").click()
     expect(page.get_by_role("dialog").get_by_label("Compute target")).to_have_value("celery")
+    # Shown by its title, not its internal name.
+    expect(page.get_by_role("dialog").get_by_label("Compute target").locator("option:checked")).to_have_text(
+        "Cloud workers"
+    )
     page.get_by_role("button", name="Submit run").click()
     page.wait_for_url(re.compile(r"/runs/\d+/$"))
     run = Run.objects.get(pipeline=pipeline)
     assert page.url.endswith(f"/runs/{run.pk}/")
     wait_for_run(run.pk, expect="succeeded")
+    assert run.cache is True
+
+    # The same again reuses the first run's results unless "Reuse results" is unticked.
+    for reuse in (False, True):
+        page.goto(f"{portal}/pipelines/{pipeline.pk}/edit/")
+        open_editor(page, page.url)
+        page.get_by_role("button", name="Run…").click()
+        reuse_box = page.get_by_role("dialog").get_by_label("Reuse results of identical earlier steps")
+        expect(reuse_box).to_be_checked()
+        reuse_box.set_checked(reuse)
+        page.get_by_role("button", name="Submit run").click()
+        page.wait_for_url(re.compile(r"/runs/\d+/$"))
+        again = wait_for_run(int(page.url.rstrip("/").rsplit("/", 1)[1]), expect="succeeded")
+        assert again.cache is reuse
+        cached = [step.cached_from_id is not None for step in again.steps.all()]
+        assert cached == [reuse] * 3, cached
     assert page_errors == []
 
 

@@ -1,5 +1,6 @@
 import { useEffect, useRef, useState } from "react";
 import { api, errorText } from "../api.js";
+import { loadTargets } from "./TargetPicker.jsx";
 
 /** A native modal <dialog>: focus is trapped and Escape closes it. */
 function Modal({ open, onClose, labelId, children }) {
@@ -25,6 +26,21 @@ export function RunDialog({ open, onClose, config, pipeline, dirty, onSave }) {
   const [spaces, setSpaces] = useState([]);
   const [space, setSpace] = useState("");
   const [folder, setFolder] = useState("");
+  // Off: every step executes again (a model with a random seed, data that changed at its source).
+  const [reuse, setReuse] = useState(true);
+  // Targets by their titles ("Cloud workers"), not their internal names, once those are loaded.
+  const [titles, setTitles] = useState({});
+  useEffect(() => {
+    if (!open) return undefined;
+    let live = true;
+    loadTargets().then(
+      (loaded) => live && setTitles(Object.fromEntries(loaded.map((entry) => [entry.name, entry.title]))),
+      () => {}, // the names stay
+    );
+    return () => {
+      live = false;
+    };
+  }, [open]);
   const [error, setError] = useState("");
   const [busy, setBusy] = useState(false);
   const pipelineId = pipeline && pipeline.id;
@@ -60,7 +76,7 @@ export function RunDialog({ open, onClose, config, pipeline, dirty, onSave }) {
         }
         id = saved.id;
       }
-      const run = await api("POST", config.urls.runs.replace("{id}", id), { target });
+      const run = await api("POST", config.urls.runs.replace("{id}", id), { target, cache: reuse });
       if (space) {
         try {
           await api("POST", `/api/runs/${run.id}/delivery/`, { space, folder });
@@ -92,7 +108,7 @@ export function RunDialog({ open, onClose, config, pipeline, dirty, onSave }) {
         <div className="field">
           <label htmlFor="run-target">Compute target</label>
           <select id="run-target" value={target} onChange={(event) => setTarget(event.target.value)}>
-            {targets.map((name) => <option key={name} value={name}>{name}</option>)}
+            {targets.map((name) => <option key={name} value={name}>{titles[name] || name}</option>)}
           </select>
         </div>
         {spaces.length ? (
@@ -121,6 +137,14 @@ export function RunDialog({ open, onClose, config, pipeline, dirty, onSave }) {
             ) : null}
           </>
         ) : null}
+        <div className="field checkbox-field">
+          <input id="run-reuse" type="checkbox" checked={reuse} onChange={(event) => setReuse(event.target.checked)} aria-describedby="run-reuse-help" />
+          <label htmlFor="run-reuse">Reuse results of identical earlier steps</label>
+          <p id="run-reuse-help" className="meta">
+            A step with the same block version, parameters and inputs as one that succeeded before is not executed
+            again. Untick to execute every step.
+          </p>
+        </div>
         <p>
           {dirty || !pipeline
             ? "The pipeline has unsaved changes: it is saved as a new version, then that version runs."
