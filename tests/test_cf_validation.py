@@ -257,3 +257,19 @@ def test_the_validate_api_gives_the_area_and_days_of_the_data_each_step_works_on
         "bbox": {"west": 2.0, "south": 40.0, "east": 3.5, "north": 41.0},
         "time": {"start": "2021-05-01", "end": "2021-05-03"},
     }
+
+
+def test_coordinates_that_cannot_be_read_lose_the_extent_not_the_variables(api, catalog, data_dir):
+    import netCDF4
+
+    with netCDF4.Dataset(data_dir / "odd_coords.nc", "w") as dataset:
+        dataset.createDimension("lat", 2)
+        lat = dataset.createVariable("lat", "f8", ("lat",))
+        lat.standard_name = "latitude"
+        lat[:] = [44.0, 45.0]
+        lat.scale_factor = "ten"  # nonsense a producer may write
+        sst = dataset.createVariable("sst", "f4", ("lat",))
+        sst.units = "degC"
+    described = sources.describe_source("odd_coords.nc")
+    assert described["variables"] == {"sst": {"units": "degC"}}
+    assert described["extent"] == {}

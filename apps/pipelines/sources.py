@@ -86,7 +86,10 @@ def _read_attributes(path: Path, is_zarr: bool) -> dict[str, Any]:
             if variable.attrs.get("standard_name") == "time" or variable.attrs.get("axis") == "T":
                 calendar = str(variable.attrs.get("calendar", "standard"))
                 break
-        extent = _extent(dataset)
+        try:
+            extent = _extent(dataset)
+        except Exception:  # noqa: BLE001 - odd coordinates lose the extent, never the variables
+            extent = {}
     return {"variables": variables, "calendar": calendar, "extent": extent}
 
 
