@@ -471,7 +471,7 @@
     panel.querySelector("#step-panel-title").textContent = labels.get(panelNode) + (row ? " (" + row.cells[1].textContent.trim() + ")" : "");
     showPanelState();
     const actions = panel.querySelector(".step-panel-actions");
-    const cell = row && row.querySelector("td:nth-child(5)");
+    const cell = row && row.querySelector("td.step-actions");
     actions.replaceChildren(...(cell ? [...cell.childNodes].map((child) => child.cloneNode(true)) : []));
   }
 

@@ -41,9 +41,13 @@ function NodeIdField({ node, onRename }) {
   );
 }
 
+// The node's id in the document (the server's choices and extents are keyed by it).
+const docIdOf = (node) => (node.data.docId !== undefined ? node.data.docId : node.id);
+
 function Inspector({ node, catalog, issues, choices, extent, readOnly, onParams, onLabel, onVersion, onRename, onDelete, onTarget }) {
   const spec = catalog.get(node.data.block, node.data.version);
   const versions = catalog.versions(node.data.block);
+  const params = node.data.params && typeof node.data.params === "object" ? node.data.params : {};
   return (
     <section className="inspector" aria-labelledby="inspector-title">
       <h2 id="inspector-title">{node.data.label || (spec ? spec.title : String(node.data.block))}</h2>
@@ -86,7 +90,7 @@ function Inspector({ node, catalog, issues, choices, extent, readOnly, onParams,
                 nodeId={node.id}
                 schema={spec.parameters}
                 extent={extent}
-                params={node.data.params && typeof node.data.params === "object" ? node.data.params : {}}
+                params={params}
                 onParams={(params) => onParams(node.id, params)}
                 readOnly={readOnly}
               />
@@ -94,7 +98,7 @@ function Inspector({ node, catalog, issues, choices, extent, readOnly, onParams,
                 key={`${node.id}@${spec.version}`}
                 nodeId={node.id}
                 schema={spec.parameters}
-                params={node.data.params && typeof node.data.params === "object" ? node.data.params : {}}
+                params={params}
                 onChange={(params) => onParams(node.id, params)}
                 choices={choices}
               />
@@ -181,8 +185,8 @@ export default function SidePanel(props) {
           node={selected[0]}
           catalog={catalog}
           issues={issuesByNode.get(selected[0].id)}
-          choices={(props.choices || {})[selected[0].data.docId !== undefined ? selected[0].data.docId : selected[0].id]}
-          extent={(props.extents || {})[selected[0].data.docId !== undefined ? selected[0].data.docId : selected[0].id]}
+          choices={(props.choices || {})[docIdOf(selected[0])]}
+          extent={(props.extents || {})[docIdOf(selected[0])]}
           readOnly={Boolean(readOnly)}
           onParams={props.onParams}
           onLabel={props.onLabel}
